@@ -1,0 +1,36 @@
+# Every target installs what it needs into a local virtual environment first (.venv), so a fresh
+# clone with only Python 3.11+ and the package registries works: `make test`, `make sweep`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PARAMS ?= params/16core.yaml
+
+.PHONY: test test-all sweep run bench reproduce lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,dask]'
+	touch $(STAMP)
+
+test: $(STAMP)  ## the test suite (statistical tests use fixed seeds)
+	$(BIN)/python -m pytest
+
+test-all: $(STAMP)  ## including the slow statistical runs
+	$(BIN)/python -m pytest -m ''
+
+sweep: $(STAMP)  ## the main job: the 16-core study, written to results/16core/
+	$(BIN)/mcsmp sweep $(PARAMS)
+
+run: $(STAMP)  ## one point of the 16-core study, printed as a table
+	$(BIN)/mcsmp run $(PARAMS)
+
+bench: $(STAMP)  ## speed and memory figures (asserts nothing about time)
+	$(BIN)/python benchmarks/bench.py
+
+reproduce: $(STAMP)  ## the seed's production table, side by side with the model
+	$(BIN)/mcsmp reproduce params/seed-16core.yaml
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

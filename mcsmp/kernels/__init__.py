@@ -1,0 +1,1 @@
+"""Compiled kernels: trusted inputs, no validation (see mcsmp.model for the translation)."""
