@@ -1,0 +1,1 @@
+"""Sub-commands of the ``mcsmp`` command line, one module per group."""
