@@ -29,7 +29,9 @@ __all__ = [
     "apply_override",
     "build_params",
     "load_raw",
+    "params_from_dict",
     "parse_override",
+    "raw_from_dict",
 ]
 
 POLICIES = ("preempt_off", "preemptible_wait", "atomic_alloc", "cpus_read_lock")
@@ -177,6 +179,18 @@ def load_raw(path: str | Path) -> RawParams:
     if not isinstance(data, dict):
         raise ParamError("a parameter file is a YAML mapping of keys", source=str(p), line=1, column=1)
     return RawParams(data, str(p), loc, p.resolve().parent)
+
+
+def raw_from_dict(data: Mapping[str, Any], source: str, base_dir: str | Path | None = None) -> RawParams:
+    """Plain data (e.g. a stored resolved parameter set) as :class:`RawParams`; errors name ``source``."""
+    if not isinstance(data, Mapping):
+        raise ParamError("stored parameters are not a mapping of keys", source=source)
+    return RawParams(_deepcopy(dict(data)), source, _Located(source), Path(base_dir) if base_dir else None)
+
+
+def params_from_dict(data: Mapping[str, Any], source: str, base_dir: str | Path | None = None) -> Params:
+    """Validate plain data into :class:`Params` (the inverse of ``Params.resolved``)."""
+    return build_params(raw_from_dict(data, source, base_dir))
 
 
 def _load_defaults() -> tuple[dict[str, Any], _Located]:
@@ -616,7 +630,7 @@ def build_params(raw: RawParams) -> Params:
         alloc_ns=b.number("policy.alloc_ns"),
         alloc_fail_prob=b.number("policy.alloc_fail_prob", hi=1.0),
         cpus_read_lock_ns=b.number("policy.cpus_read_lock_ns"),
-        reentry=b.choice("policy.reentry", ("bound", "off")),
+        reentry=_reentry(b),
     )
     bg = b.get("background")
     if bg is None:
@@ -658,6 +672,13 @@ def build_params(raw: RawParams) -> Params:
     )  # fmt: skip
 
 
+def _reentry(b: _Builder) -> str:
+    # YAML 1.1 reads a bare `off` as false: accept it as the 'off' it was meant to be.
+    if b.get("policy.reentry") is False:
+        return "off"
+    return b.choice("policy.reentry", ("bound", "off"))
+
+
 def _reference(b: _Builder, machine: Machine) -> Reference | None:
     ref = b.get("report.reference")
     if ref is None:
@@ -672,7 +693,7 @@ def _reference(b: _Builder, machine: Machine) -> Reference | None:
         path = f"report.reference.window_max_ns.{q}"
         if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q < 1:
             b.fail(path, f"the key is a quantile in (0, 1), got {q!r}")
-        vals = b.number_list(path)
+        vals = _numbers_at(b, path, values)
         if len(vals) != machine.cpus:
             b.fail(path, f"a per-CPU list needs machine.cpus = {machine.cpus} entries, got {len(vals)}")
         wm.append((float(q), vals))
@@ -682,11 +703,21 @@ def _reference(b: _Builder, machine: Machine) -> Reference | None:
         path = f"report.reference.exceed_count.{cpu}"
         if isinstance(cpu, bool) or not isinstance(cpu, int) or not 0 <= cpu < machine.cpus:
             b.fail(path, f"the key is a CPU id in [0, {machine.cpus - 1}], got {cpu!r}")
-        vals = b.number_list(path)
+        vals = _numbers_at(b, path, counts)
         if len(vals) != n_bins:
             b.fail(path, f"expected {n_bins} counts (one per report.exceed_bins_ns bin), got {len(vals)}")
         ec.append((cpu, vals))
     return Reference(tuple(sorted(wm)), tuple(sorted(ec)))
+
+
+def _numbers_at(b: _Builder, path: str, values: Any) -> tuple[float, ...]:
+    """A list of non-negative numbers under a key that is itself a number (no path lookup)."""
+    if not isinstance(values, list) or not values:
+        b.fail(path, f"expected a non-empty list of numbers, got {values!r}")
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            b.fail(f"{path}[{i}]", f"expected a finite number >= 0, got {v!r}")
+    return tuple(float(v) for v in values)
 
 
 def _check_sweep(b: _Builder) -> None:
