@@ -1,0 +1,405 @@
+"""Turn paired csd traces into an mcsmp parameter fragment, a CSV report and a CCDF plot.
+
+Mapping onto MODEL.md (§1, §8):
+
+- queue → entry (``delivery``) becomes ``ipi.delivery_ns``. In a real trace this interval already
+  contains the rest of the queue phase, the ICR write, the interrupt entry and any wait for an
+  irqs-off section or an idle exit on the target, so the fragment switches off the model terms that
+  would count those twice: ``ipi.send_ns``, ``costs.irq_entry_ns``, ``remote.irq_off.fraction`` and
+  ``remote.idle.fraction``.
+- entry → exit (``handler``) becomes ``costs.func_ns``; it is used by ``workload.call: generic``,
+  so the fragment sets that too (with ``tlb_flush`` the model would draw the flush from ``tlb.*``).
+- ``machine`` comes from the topology recorded in the trace header.
+
+Per-function and per-class detail and every count goes into comments (unknown keys are errors
+in mcsmp parameter files) and into the report directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mcsmp.errors import UserError
+
+from .parse import REASONS, TraceResult
+
+__all__ = [
+    "QUANTILE_LEVELS",
+    "QUANTITIES",
+    "Combined",
+    "atomic_write",
+    "build_fragment",
+    "combine",
+    "quantile_table",
+    "write_report",
+]
+
+# Denser in the tail, where the fan-out maximum lives; levels finer than 1/n are dropped.
+QUANTILE_LEVELS = (
+    0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9,
+    0.95, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999, 1.0,
+)  # fmt: skip
+QUANTITIES = ("delivery", "handler", "completion")
+_REPORT_Q = (0.5, 0.9, 0.99, 0.999)
+_MIN_PAIRS = 20
+# mkstemp creates 0600 files; give the result the mode an ordinary open() would have.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+
+
+@dataclass
+class Combined:
+    """Pairs and counts of several trace files, concatenated.
+
+    Attributes
+    ----------
+    results : list of TraceResult
+    func, cls : ndarray of str
+    values : dict
+        Quantity name (:data:`QUANTITIES`) to ndarray of ns, aligned with ``func``/``cls``.
+    ipi : ndarray of int8
+    local_func : ndarray of str
+    local_handler_ns : ndarray
+    """
+
+    results: list[TraceResult]
+    func: np.ndarray
+    cls: np.ndarray
+    values: dict[str, np.ndarray]
+    ipi: np.ndarray
+    local_func: np.ndarray
+    local_handler_ns: np.ndarray
+
+    def counter(self, name: str) -> Counter:
+        """Sum a Counter attribute of the results (``queued``, ``unpaired``, …)."""
+        total: Counter = Counter()
+        for r in self.results:
+            total.update(getattr(r, name))
+        return total
+
+
+def combine(results: Sequence[TraceResult]) -> Combined:
+    """Concatenate the pairs of several parsed traces.
+
+    Parameters
+    ----------
+    results : sequence of TraceResult
+
+    Returns
+    -------
+    Combined
+    """
+    rs = list(results)
+
+    def cat(get: Callable[[TraceResult], np.ndarray]) -> np.ndarray:
+        return np.concatenate([get(r) for r in rs]) if rs else np.array([])
+
+    return Combined(
+        results=rs,
+        func=cat(lambda r: r.func),
+        cls=cat(lambda r: r.cls),
+        values={
+            "delivery": cat(lambda r: r.delivery_ns),
+            "handler": cat(lambda r: r.handler_ns),
+            "completion": cat(lambda r: r.completion_ns),
+        },
+        ipi=cat(lambda r: r.ipi),
+        local_func=cat(lambda r: np.array(r.local_func, dtype=object)),
+        local_handler_ns=cat(lambda r: r.local_handler_ns),
+    )
+
+
+def quantile_table(x: np.ndarray, levels: Sequence[float] = QUANTILE_LEVELS) -> dict[float, float]:
+    """Empirical quantiles in the ``empirical {quantiles: …}`` form of MODEL.md §8.
+
+    Parameters
+    ----------
+    x : ndarray
+        Samples in ns (at least one).
+    levels : sequence of float
+        Candidate levels; those above ``1 − 1/n`` (other than 1.0) are dropped because the sample
+        cannot resolve them.
+
+    Returns
+    -------
+    dict
+        Level to value (ns, 0.1 ns precision), including 0.0 and 1.0, non-decreasing.
+    """
+    n = len(x)
+    if n == 0:
+        raise ValueError("no samples")
+    qs = [q for q in levels if q in (0.0, 1.0) or q <= 1.0 - 1.0 / n]
+    vals = np.round(np.quantile(np.asarray(x, dtype=float), qs), 1)
+    vals = np.maximum.accumulate(vals)  # rounding cannot break order, but be explicit
+    return {float(q): float(v) for q, v in zip(qs, vals, strict=True)}
+
+
+def _choose_function(c: Combined, func: str | None) -> str:
+    counts = Counter(c.func.tolist())
+    if func is not None:
+        if counts[func] == 0:
+            known = ", ".join(f"{f} ({n})" for f, n in counts.most_common()) or "none"
+            raise UserError(f"--func {func}: no paired remote calls of it (paired: {known})")
+        return func
+    if not counts:
+        files = ", ".join(r.path for r in c.results)
+        raise UserError(f"{files}: no paired remote csd calls to build distributions from")
+    # TLB shootdowns are what the model is about; otherwise take the commonest function.
+    return "flush_tlb_func" if counts["flush_tlb_func"] else counts.most_common(1)[0][0]
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.1f}"
+
+
+def _stats_row(x: np.ndarray) -> list[str]:
+    if len(x) == 0:
+        return [""] * (len(_REPORT_Q) + 2)
+    q = np.quantile(x, _REPORT_Q)
+    return [_fmt(v) for v in q] + [_fmt(float(np.max(x))), _fmt(float(np.mean(x)))]
+
+
+def _machine(c: Combined) -> tuple[dict[str, int] | None, str]:
+    """``machine`` keys from the recorded topology, or None and the reason."""
+    topos = [r.header.topology for r in c.results]
+    if not topos[0] or any(t != topos[0] for t in topos):
+        return None, "topology not recorded (or differs between files): machine keys left out"
+    t = topos[0]
+    if any(v.thread_siblings is None or v.llc is None or v.package is None for v in t.values()):
+        return None, "topology incomplete: machine keys left out"
+    smt = {len(v.thread_siblings) for v in t.values()}  # type: ignore[arg-type]
+    llc = {len(v.llc) for v in t.values()}  # type: ignore[arg-type]
+    if len(smt) != 1 or len(llc) != 1:
+        return None, "irregular topology: machine keys left out"
+    return {
+        "cpus": len(t),
+        "sockets": len({v.package for v in t.values()}),
+        "cpus_per_llc": llc.pop(),
+        "smt": smt.pop(),
+    }, ""
+
+
+def _summary_comments(c: Combined, func: str) -> list[str]:
+    queued, unpaired = c.counter("queued"), c.counter("unpaired")
+    reasons: Counter = Counter()
+    for (_, reason), n in unpaired.items():
+        reasons[reason] += n
+    lines = ["mcsmp parameter fragment built by 'mcsmp trace import' from real ftrace csd traces", "files:"]
+    for r in c.results:
+        h = r.header
+        hz = f", tsc_hz {h.tsc_hz:.0f}" if h.tsc_hz else ""
+        lines.append(
+            f"  {r.path}: clock {h.clock}{hz}, kernel {h.values.get('kernel', '?')}, "
+            f"{h.values.get('nr_cpus', '?')} cpus, {r.events} events, {r.paired} pairs"
+            + (f", wrapped (cut at {r.wrap_cut_ns / 1e3:.1f} us)" if r.wrapped and r.wrap_cut_ns else "")
+            + (f", command: {h.values['command']}" if "command" in h.values else "")
+        )
+    via = Counter(c.ipi.tolist())
+    lines += [
+        f"remote calls queued: {sum(queued.values())}; paired: {len(c.func)} "
+        f"(IPI sent: {via[1]}, no IPI needed: {via[0]}, unknown: {via[-1]})",
+        "unpaired by reason: " + (", ".join(f"{k}={reasons[k]}" for k in REASONS if reasons[k]) or "none"),
+        f"local calls on the sender (csd=0, excluded): {len(c.local_func)}; "
+        f"handler entries without a queue event: {sum(c.counter('entries_without_queue').values())}; "
+        f"exits without entry: {sum(c.counter('exits_without_entry').values())}; "
+        f"lost events: {sum(r.lost_events for r in c.results)}",
+        f"distributions below: function {func}, all distance classes pooled, n={int(np.sum(c.func == func))}",
+        "",
+        f"{'function':<24} {'class':<7} {'quantity':<10} {'n':>7} {'p50':>9} {'p90':>9} {'p99':>9} "
+        f"{'p99.9':>9} {'max':>9}   (ns)",
+    ]
+    for f, cls, name, x in _groups(c):
+        s = _stats_row(x)
+        lines.append(f"{f:<24} {cls:<7} {name:<10} {len(x):>7} " + " ".join(f"{v:>9}" for v in s[:-1]))
+    for f in sorted(set(queued) | {f for f, _ in unpaired}):
+        per = ", ".join(f"{reason}={unpaired[(f, reason)]}" for reason in REASONS if unpaired[(f, reason)])
+        lines.append(f"{f}: queued {queued[f]}, unpaired: {per or 'none'}")
+    return lines
+
+
+def _groups(c: Combined) -> list[tuple[str, str, str, np.ndarray]]:
+    out = []
+    for f in sorted(set(c.func.tolist())):
+        for cls in sorted(set(c.cls[c.func == f].tolist())):
+            sel = (c.func == f) & (c.cls == cls)
+            for name in QUANTITIES:
+                out.append((f, cls, name, c.values[name][sel]))
+    for f in sorted(set(c.local_func.tolist())):
+        out.append((f, "local", "handler", c.local_handler_ns[c.local_func == f]))
+    return out
+
+
+def _dist_yaml(table: dict[float, float], indent: str) -> list[str]:
+    lines = [f"{indent}dist: empirical", f"{indent}quantiles:"]
+    lines += [f"{indent}  {q!r}: {_fmt(v)}" for q, v in table.items()]
+    return lines
+
+
+def build_fragment(results: Sequence[TraceResult], func: str | None = None) -> tuple[str, str]:
+    """Build the YAML parameter fragment.
+
+    Parameters
+    ----------
+    results : sequence of TraceResult
+        Parsed traces (pairs are pooled over files).
+    func : str, optional
+        The csd function whose pairs make the distributions; default ``flush_tlb_func`` when
+        present, else the most frequent one.
+
+    Returns
+    -------
+    (str, str)
+        The YAML text (comments first) and the function used.
+
+    Raises
+    ------
+    UserError
+        No paired remote calls (of ``func``).
+    """
+    c = combine(results)
+    func = _choose_function(c, func)
+    sel = c.func == func
+    delivery, handler = c.values["delivery"][sel], c.values["handler"][sel]
+    notes = _summary_comments(c, func)
+    if len(delivery) < _MIN_PAIRS:
+        notes.append(f"WARNING: only {len(delivery)} pairs; the tail quantiles are not meaningful")
+    notes += [
+        "",
+        "Why these keys: queue->entry in a trace already spans the rest of the queue phase, the IPI",
+        "send, interrupt entry and any irqs-off or idle wait on the target, so it becomes",
+        "ipi.delivery_ns whole and the model terms it contains are switched off (ipi.send_ns,",
+        "costs.irq_entry_ns, remote.irq_off.fraction, remote.idle.fraction). Handler time",
+        "(entry->exit) becomes costs.func_ns, which only workload.call: generic uses.",
+    ]
+    machine, why = _machine(c)
+    if why:
+        notes.append(why)
+    text = [f"# {line}".rstrip() for line in notes]
+    if machine:
+        text.append("machine: {" + ", ".join(f"{k}: {v}" for k, v in machine.items()) + "}")
+    text += [
+        "workload:",
+        "  call: generic",
+        "costs:",
+        "  irq_entry_ns: 0",
+        "  func_ns:",
+        *_dist_yaml(quantile_table(handler), "    "),
+        "ipi:",
+        "  send_ns: 0",
+        "  delivery_ns:",
+        *_dist_yaml(quantile_table(delivery), "    "),
+        "remote:",
+        "  irq_off: {fraction: 0.0}",
+        "  idle: {fraction: 0.0}",
+    ]
+    return "\n".join(text) + "\n", func
+
+
+def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> None:
+    """Write a file atomically: a temporary file in the same directory, then ``os.replace``.
+
+    Parameters
+    ----------
+    path : path-like
+    data : str or bytes
+    """
+    p = Path(path)
+    if not p.parent.is_dir():
+        raise UserError(f"{p}: directory {p.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, _FILE_MODE)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_report(
+    results: Sequence[TraceResult], outdir: str | os.PathLike[str], func: str | None = None
+) -> None:
+    """Write ``trace_report.csv`` and ``trace_ccdf.png`` into ``outdir`` (created if needed).
+
+    Parameters
+    ----------
+    results : sequence of TraceResult
+    outdir : path-like
+    func : str, optional
+        Function drawn in the CCDF (same default as :func:`build_fragment`).
+    """
+    d = Path(outdir)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{d}: {exc.strerror or exc}") from None
+    c = combine(results)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(
+        [
+            "function",
+            "class",
+            "quantity",
+            "count",
+            "p50_ns",
+            "p90_ns",
+            "p99_ns",
+            "p999_ns",
+            "max_ns",
+            "mean_ns",
+        ]
+    )
+    for f, cls, name, x in _groups(c):
+        w.writerow([f, cls, "local_handler" if cls == "local" else name, len(x), *_stats_row(x)])
+    blank = [""] * (len(_REPORT_Q) + 2)
+    for (f, reason), n in sorted(c.counter("unpaired").items()):
+        w.writerow([f, "all", f"unpaired_{reason}", n, *blank])
+    for key in ("entries_without_queue", "exits_without_entry"):
+        for f, n in sorted(c.counter(key).items()):
+            w.writerow([f, "all", key, n, *blank])
+    atomic_write(d / "trace_report.csv", buf.getvalue())
+    _plot_ccdf(c, _choose_function(c, func), d / "trace_ccdf.png")
+
+
+def _plot_ccdf(c: Combined, func: str, path: Path) -> None:
+    # Lazy import, and the object API with an Agg canvas: no pyplot global state or backend.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    sel = c.func == func
+    for name in QUANTITIES:
+        x = np.sort(c.values[name][sel])
+        x = x[x > 0]  # log axis
+        if len(x):
+            ccdf = 1.0 - np.arange(len(x)) / len(x)
+            ax.step(x, ccdf, where="post", label=f"{name} (n={len(x)})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("ns")
+    ax.set_ylabel("P(X ≥ x)")
+    ax.set_title(f"{func}: queue→entry, entry→exit, queue→exit")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    atomic_write(path, buf.getvalue())
