@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ParamError", "UserError"]
+__all__ = ["OverloadError", "ParamError", "UserError"]
 
 
 class UserError(Exception):
@@ -41,3 +41,7 @@ class ParamError(UserError):
             where += ": "
         key = f"{self.path}: " if self.path else ""
         return f"{where}{key}{self.message}"
+
+
+class OverloadError(UserError):
+    """A CPU's sections would overlap (ρ + Σρ_b ≥ 1, or a re-entry probability ≥ 1): the model does not apply."""

@@ -160,7 +160,9 @@ class RawParams:
 
     def locate(self, path: str) -> tuple[str | None, int | None, int | None]:
         for key, origin in self.overrides.items():
-            if path == key or path.startswith(key + ".") or path.startswith(key + "["):
+            below = path.startswith(key + ".") or path.startswith(key + "[")
+            above = key.startswith(path + ".") or key.startswith(path + "[")  # an unknown parent key
+            if path == key or below or above:
                 return origin, None, None
         at = self.located.at(path)
         if at is None:
