@@ -314,8 +314,12 @@ def _parse_components(
         if not isinstance(cs, Mapping) or "weight" not in cs:
             raise ParamError("each component is a mapping with 'weight' and a 'dist'", path=cpath)
         w = _number(cs["weight"], f"{cpath}.weight")
-        for c in _parse_components(cs, cpath, base_dir, extra=("weight",)):
-            out.append(Component(w * c.weight, c.family, c.a, c.b))
+        sub = _parse_components(cs, cpath, base_dir, extra=("weight",))
+        # A nested mixture's own weights are relative: normalise them so that this component
+        # carries exactly weight w (its parser already rejects all-zero weights).
+        sub_total = sum(c.weight for c in sub)
+        for c in sub:
+            out.append(Component(w * c.weight / sub_total, c.family, c.a, c.b))
     if sum(c.weight for c in out) <= 0:
         raise ParamError("component weights must not all be zero", path=f"{path}.components")
     return out

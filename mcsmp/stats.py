@@ -146,4 +146,6 @@ def wilson_band(p: np.ndarray, n: int, z: float = Z95) -> tuple[np.ndarray, np.n
     denom = 1.0 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+    # The interval contains p exactly; rounding can put a bound 1 ulp on the wrong side of p
+    # (e.g. high = 1 − 2⁻⁵³ at p = 1), so clip each bound to the side of p it belongs to.
+    return np.clip(centre - half, 0.0, p), np.clip(centre + half, p, 1.0)
