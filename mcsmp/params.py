@@ -271,7 +271,7 @@ def apply_override(raw: RawParams, key: str, value: Any, origin: str = "--set") 
         if isinstance(part, int):
             node = node[part]
         else:
-            if not isinstance(node.get(part), dict):
+            if not isinstance(node.get(part), (dict, list)):  # a list continues with [i]
                 node[part] = {}
             node = node[part]
     node[parts[-1]] = value
