@@ -1,0 +1,351 @@
+"""Output files of a sweep: CSV schema and values, histogram files, .hgrm, meta.json, figures."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from mcsmp.cli import main
+from mcsmp.engine import CHUNK_FANOUTS, PILOT_CHUNKS, STREAM_SCHEME, run_point
+from mcsmp.kernels import fanout as K
+from mcsmp.metrics import compute_metrics, quantile_label, wakeup_cdf
+from mcsmp.model import policy_rows
+from mcsmp.outputs import (
+    atomic_open, atomic_write, hdr_histogram, hgrm_bytes, hist_path, load_hist, ns_label, read_hgrm, save_hist,
+)  # fmt: skip
+from mcsmp.params import load_raw
+from mcsmp.stats import Histogram, Layout
+from mcsmp.sweep import expand
+
+PARAMS = {
+    "name": "tiny",
+    "seed": 5,
+    "samples": 40000,
+    "policies": ["preempt_off", "preemptible_wait", "cpus_read_lock"],
+    "machine": {"cpus": 4, "sockets": 1, "cpus_per_llc": 4, "smt": 1},
+    "kernel": {"preemption": "full"},
+    "workload": {"rate_hz": [100, 10, 10, 100], "caller": {"preemptible": 0.5, "spinlock": 0.2, "preempt_disabled": 0.3}},
+    "report": {
+        "quantiles": [0.5, 0.9, 0.99, 0.999],
+        "exceed_bins_ns": [1.0e4, 1.0e5, 1.0e6],
+        "reference": {"window_max_ns": {0.5: [90000, 60000, 60000, 95000], 0.99: [200000, 80000, 80000, 210000]},
+                      "exceed_count": {0: [5, 1], 3: [6, 0]}},
+    },  # fmt: skip
+    "sweep": {"grid": {"cache.placement": ["percpu", "stack"]}, "zip": {"policy.reentry": ["bound", "off"]}},
+}
+N_POINTS = 4
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("outputs")
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(PARAMS, sort_keys=False))
+    out = root / "out"
+    assert main(["sweep", str(path), "-o", str(out), "--threads", "2"]) == 0
+    return out
+
+
+def _csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _results(out: Path) -> list:  # type: ignore[type-arg]
+    meta = json.loads((out / "meta.json").read_text())
+    return [(e, load_hist(hist_path(out, e["id"]))) for e in meta["points"]]
+
+
+def _pooled(result, which: int, i: int) -> Histogram:  # type: ignore[no-untyped-def]
+    h = Histogram.empty(result.layout)
+    for g in range(result.model.n_groups):
+        h = h + result.histogram(policy_rows(g, i, len(result.params.policies))[which])
+    return h
+
+
+# --------------------------------------------------------------------------------------------
+# summary.csv
+
+
+def test_summary_schema_and_values_match_the_histograms(swept: Path) -> None:
+    header, rows = _csv(swept / "summary.csv")
+    assert header == ["point", "point_id", "cache.placement", "policy.reentry", "metric", "policy", "cpu",
+                      "statistic", "value_ns", "ci95_low_ns", "ci95_high_ns", "n_samples"]  # fmt: skip
+    keys = [(r["point"], r["metric"], r["policy"], r["cpu"], r["statistic"]) for r in rows]
+    assert len(keys) == len(set(keys))  # one row per (point, metric, policy, cpu, statistic)
+    assert {r["point"] for r in rows} == {str(i) for i in range(N_POINTS)}
+    assert all(r["metric"].endswith("_ns") for r in rows)  # units in the column names
+    assert {"call_ns", "remote_wait_ns", "info_cost_ns", "preempt_off_ns", "hotplug_block_ns", "wakeup_ns",
+            "rendezvous_ns", "window_max_ns"} == {r["metric"] for r in rows}  # fmt: skip
+    by_key = {k: r for k, r in zip(keys, rows, strict=True)}
+    checked = 0
+    for entry, result in _results(swept):
+        pt = str(entry["index"])
+        assert by_key[(pt, "call_ns", "", "all", "mean")]["cache.placement"] == result.params.cache.placement
+        hists = {("call_ns", ""): result.histogram(K.H_CALL), ("remote_wait_ns", ""): result.histogram(K.H_REMOTE_WAIT),
+                 ("info_cost_ns", ""): result.histogram(K.H_INFO_COST)}  # fmt: skip
+        for i, pol in enumerate(result.params.policies):
+            hists[("preempt_off_ns", pol)] = _pooled(result, 0, i)
+            hists[("hotplug_block_ns", pol)] = _pooled(result, 1, i)
+        for (metric, pol), hist in hists.items():
+            row = by_key[(pt, metric, pol, "all", "mean")]
+            assert float(row["value_ns"]) == hist.mean and int(row["n_samples"]) == hist.n
+            for q in PARAMS["report"]["quantiles"]:
+                row = by_key[(pt, metric, pol, "all", quantile_label(q))]
+                est = hist.quantile(q)
+                assert (float(row["value_ns"]), float(row["ci95_low_ns"]), float(row["ci95_high_ns"])) == (
+                    est.value, est.low, est.high)  # fmt: skip
+                assert float(row["ci95_low_ns"]) <= float(row["value_ns"]) <= float(row["ci95_high_ns"])
+                checked += 1
+    assert checked == N_POINTS * (3 + 2 * 3) * 4
+    # the sample counts are what was simulated: one call per fan-out, k targets per fan-out
+    for entry, result in _results(swept):
+        assert result.histogram(K.H_CALL).n == PARAMS["samples"]
+        assert result.histogram(K.H_REMOTE_WAIT).n == PARAMS["samples"] * 3  # every other CPU is a target
+
+
+def test_per_cpu_table(swept: Path) -> None:
+    header, rows = _csv(swept / "per_cpu.csv")
+    assert header[:6] == ["point", "point_id", "cache.placement", "policy.reentry", "policy", "cpu"]
+    bins = [f"sections_{ns_label(a)}_{ns_label(b)}" for a, b in ((1e4, 1e5), (1e5, 1e6))]
+    assert bins == ["sections_10us_100us", "sections_100us_1ms"]
+    for col in ["window_max_p50_ns", "window_max_p99_ns", *bins, "ref_window_max_p50_ns", "ref_sections_10us_100us"]:
+        assert col in header
+    assert len(rows) == N_POINTS * 3 * 4  # point x policy x CPU
+    _, summary = _csv(swept / "summary.csv")
+    wm = {(r["point"], r["policy"], r["cpu"], r["statistic"]): r["value_ns"] for r in summary if r["metric"] == "window_max_ns"}
+    ref = PARAMS["report"]["reference"]
+    for r in rows:
+        for q in PARAMS["report"]["quantiles"]:
+            assert r[f"window_max_{quantile_label(q)}_ns"] == wm[(r["point"], r["policy"], r["cpu"], quantile_label(q))]
+        cpu = int(r["cpu"])
+        assert float(r["ref_window_max_p50_ns"]) == ref["window_max_ns"][0.5][cpu]
+        assert float(r["ref_window_max_p99_ns"]) == ref["window_max_ns"][0.99][cpu]
+        want = ref["exceed_count"].get(cpu)
+        if want is None:
+            assert r["ref_sections_10us_100us"] == ""  # a CPU the reference does not list
+        else:
+            assert float(r["ref_sections_10us_100us"]) == want[0]
+        for b in bins:
+            assert 0 <= float(r[f"{b}_ci95_low"]) <= float(r[b]) <= float(r[f"{b}_ci95_high"])
+        assert r["window_s"] == "30.0" and int(r["calls_sampled"]) > 0
+    # CPUs with the same rate share one histogram, so their rows are equal
+    for r0 in rows:
+        if r0["cpu"] == "0":
+            twin = next(r for r in rows if r["point"] == r0["point"] and r["policy"] == r0["policy"] and r["cpu"] == "3")
+            assert r0["window_max_p99_ns"] == twin["window_max_p99_ns"]
+
+
+def test_mask_table(swept: Path) -> None:
+    header, rows = _csv(swept / "mask.csv")
+    assert header[:4] == ["point", "point_id", "cache.placement", "policy.reentry"]
+    assert {"cpumask_size_bytes", "mask_bytes_per_task", "mask_bytes_total", "atomic_alloc_fallbacks_per_s"} <= set(header)
+    assert len(rows) == N_POINTS
+
+
+def test_wakeup_curve_is_the_reported_one(swept: Path) -> None:
+    _, summary = _csv(swept / "summary.csv")
+    for entry, result in _results(swept)[:2]:
+        for pol in result.params.policies:
+            x, cdf, lo, hi = wakeup_cdf(result, pol, group=0)  # group 0: CPUs 0 and 3 (100 Hz)
+            assert np.all(np.diff(cdf[np.isfinite(x)]) >= -1e-12) and np.all(lo <= cdf + 1e-12) and np.all(cdf <= hi + 1e-12)
+            rows = {r["statistic"]: r for r in summary
+                    if r["point"] == str(entry["index"]) and r["metric"] == "wakeup_ns" and r["policy"] == pol and r["cpu"] == "0"}  # fmt: skip
+            for q in PARAMS["report"]["quantiles"]:
+                v = float(rows[quantile_label(q)]["value_ns"])
+                i = int(np.searchsorted(cdf, q))
+                if i == 0:  # the instant falls in no section often enough: just the context switch
+                    assert v == x[0] == result.params.costs.context_switch_ns
+                else:
+                    assert x[i - 1] <= v <= x[i]
+
+
+# --------------------------------------------------------------------------------------------
+# Re-rendering
+
+
+def test_report_reproduces_every_table_byte_for_byte(swept: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    names = ("summary.csv", "per_cpu.csv", "mask.csv")
+    before = {n: (swept / n).read_bytes() for n in names}
+    hgrm_before = (swept / "hgrm").rglob("*.hgrm").__next__().read_bytes()
+    assert main(["report", str(swept), "--no-plots"]) == 0
+    assert {n: (swept / n).read_bytes() for n in names} == before
+    # other quantiles and windows, from the same histograms
+    assert main(["report", str(swept), "--quantiles", "0.25,0.75", "0.95", "--window-s", "60", "--no-plots"]) == 0
+    _, rows = _csv(swept / "summary.csv")
+    assert {r["statistic"] for r in rows} == {"mean", "p25", "p75", "p95"}
+    _, per_cpu = _csv(swept / "per_cpu.csv")
+    assert {r["window_s"] for r in per_cpu} == {"60.0"}
+    assert json.loads((swept / "meta.json").read_text())["rendered"]["overrides"]["report.window_s"] == 60.0
+    # a bad value names the option
+    assert main(["report", str(swept), "--quantiles", "1.5", "--no-plots"]) == 2
+    assert "--quantiles" in capsys.readouterr().err
+    assert main(["report", str(swept), "--no-plots"]) == 0
+    assert {n: (swept / n).read_bytes() for n in names} == before
+    assert (swept / "hgrm").rglob("*.hgrm").__next__().read_bytes() == hgrm_before
+
+
+def test_report_of_a_folder_without_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(tmp_path)]) == 2
+    assert "meta.json" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# Histogram files
+
+
+def test_hist_file_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(PARAMS, sort_keys=False))
+    params = expand(load_raw(path))[0].params
+    ref = run_point(params, threads=1)
+    save_hist(tmp_path / "h.npz", ref)
+    back = load_hist(tmp_path / "h.npz")
+    assert back.params.model_hash == params.model_hash and back.params.resolved == params.resolved
+    assert np.array_equal(back.counts, ref.counts) and back.wait_tail_mean == ref.wait_tail_mean
+    assert all(np.array_equal(back.chunk_sums[c], ref.chunk_sums[c]) for c in ref.chunk_sums)
+    assert back.chunk_fanouts == ref.chunk_fanouts and back.complete
+    assert compute_metrics(back) == compute_metrics(ref)
+    with np.load(tmp_path / "h.npz", allow_pickle=False) as z:  # readable without mcsmp
+        assert list(z["row_names"][:4]) == ["call_ns", "wait_tail_ns", "remote_wait_ns", "info_cost_ns"]
+        assert z["edges"].shape == (z["counts"].shape[1] + 1,)
+
+
+def test_atomic_write_leaves_old_file_or_new(tmp_path: Path) -> None:
+    target = tmp_path / "f.txt"
+    atomic_write(target, "old")
+    with pytest.raises(RuntimeError), atomic_open(target, "w") as f:
+        f.write("half")
+        raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]  # no temporary file left
+    atomic_write(target, b"new")
+    assert target.read_text() == "new"
+
+
+# --------------------------------------------------------------------------------------------
+# .hgrm
+
+
+def _hists(swept: Path) -> list[Histogram]:
+    result = _results(swept)[0][1]
+    rng = np.random.default_rng(3)
+    hs = [result.histogram(row) for row in range(result.counts.shape[0]) if result.counts[row].sum()]
+    hs += [Histogram.from_values(Layout(7), np.concatenate((rng.lognormal(2, 2.5, 3000), [0.2, 5e12]))),
+           Histogram.from_values(Layout(9), rng.lognormal(9, 1, 2000)), Histogram.from_values(Layout(4), rng.exponential(500, 999))]  # fmt: skip
+    return hs
+
+
+def test_hgrm_writer_is_hdrhs_own_output(swept: Path) -> None:
+    for h in _hists(swept):
+        buf = io.BytesIO()
+        hdr_histogram(h).output_percentile_distribution(buf, 1)
+        assert hgrm_bytes(h) == buf.getvalue()
+
+
+def _recorded_value(layout: Layout, b: int) -> float:
+    """Where our bucket ``b`` is recorded in the HdrHistogram (module docstring of mcsmp.outputs)."""
+    e = layout.edges
+    if b == 0:
+        return 0.0
+    if b == layout.n_buckets - 1:
+        return 1e12
+    return math.floor(0.5 * (e[b] + e[b + 1]))
+
+
+def test_hgrm_files_parse_back_to_the_same_distribution(swept: Path) -> None:
+    entry, result = _results(swept)[0]
+    folder = swept / "hgrm" / entry["id"]
+    files = sorted(p.name for p in folder.iterdir())
+    assert files == sorted(["call_ns.hgrm", "remote_wait_ns.hgrm", "info_cost_ns.hgrm"]
+                           + [f"{m}.{p}.hgrm" for m in ("preempt_off_ns", "hotplug_block_ns") for p in PARAMS["policies"]])  # fmt: skip
+    hists = {"call_ns.hgrm": result.histogram(K.H_CALL), "info_cost_ns.hgrm": result.histogram(K.H_INFO_COST),
+             "preempt_off_ns.preemptible_wait.hgrm": _pooled(result, 0, 1)}  # fmt: skip
+    layout = result.layout
+    rec = np.array([_recorded_value(layout, b) for b in range(layout.n_buckets)])
+    for name, hist in hists.items():
+        rows = read_hgrm(folder / name)
+        cum = np.cumsum(hist.counts)
+        # every row: the count up to its value is exactly ours (the CDF survives the conversion)
+        for value, _pct, count in rows:
+            assert count == int(hist.counts[rec <= value].sum())
+        assert rows[-1][2] == hist.n and rows[-1][1] == 1.0
+        # percentiles: each of our quantiles lies between the .hgrm values around its rank,
+        # widened by one of our buckets (the documented quantisation)
+        width = 2.0**-layout.precision_bits
+        for q in PARAMS["report"]["quantiles"]:
+            rank = max(math.ceil(hist.n * q), 1)
+            above = min(v for v, _, c in rows if c >= rank)
+            below = max((v for v, _, c in rows if c < rank), default=0.0)
+            est = hist.quantile(q).value
+            assert below * (1 - width) - 1 <= est <= above * (1 + width) + 1
+            b = int(np.searchsorted(cum, rank))  # our bucket of the order statistic
+            assert above >= layout.edges[b] - 1
+        # hdrh's own percentile query lands in our bucket of the same order statistic
+        hdr = hdr_histogram(hist)
+        for q in PARAMS["report"]["quantiles"]:
+            rank = max(int(q * hist.n + 0.5), 1)
+            b = int(np.searchsorted(cum, rank))
+            v = hdr.get_value_at_percentile(q * 100)
+            assert layout.edges[b] - 1 <= v <= layout.edges[b + 1], (name, q)
+
+
+# --------------------------------------------------------------------------------------------
+# meta.json and figures
+
+
+def test_meta_json(swept: Path) -> None:
+    meta = json.loads((swept / "meta.json").read_text())
+    assert meta["tool"] == "mcsmp" and meta["version"]
+    assert meta["libraries"]["numpy"] == np.__version__ and meta["libraries"]["numba"]
+    assert meta["cpu"]["model"]
+    assert meta["randomness"] == {**meta["randomness"], "stream_scheme": STREAM_SCHEME, "chunk_fanouts": CHUNK_FANOUTS,
+                                  "pilot_chunks": PILOT_CHUNKS}  # fmt: skip
+    assert meta["histogram"]["precision_bits"] == 7 and meta["histogram"]["unit"] == "ns"
+    assert meta["status"] == "complete" and meta["started"] and meta["finished"]
+    assert meta["samples_per_second"] > 0 and meta["runs"][-1]["fanouts"] == N_POINTS * PARAMS["samples"]
+    assert len(meta["points"]) == N_POINTS
+    for e in meta["points"]:
+        r = load_hist(hist_path(swept, e["id"]))
+        assert e["model_hash"] == r.params.model_hash and e["id"] == r.params.point_id
+        assert e["resolved"]["cache"]["placement"] == r.params.cache.placement
+        assert len(e["params_hash"]) == 64
+
+
+def test_plots_are_valid_png_and_pdf(swept: Path) -> None:
+    from matplotlib.image import imread
+
+    plots = swept / "plots"
+    stems = {"ccdf_preempt_off_ns", "ccdf_wakeup_ns", "quantiles_by_point", "placement_cost", "window_max_per_cpu"}
+    assert {p.stem for p in plots.glob("*.png")} == stems
+    assert {p.stem for p in plots.glob("*.pdf")} == stems
+    for png in plots.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        img = imread(png)
+        assert img.ndim == 3 and img.shape[0] > 300 and img.shape[1] > 300
+        assert float(img[..., :3].std()) > 0.01  # not blank
+    for pdf in plots.glob("*.pdf"):
+        data = pdf.read_bytes()
+        assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
+
+
+def test_quantiles_vs_cpus_when_cpus_are_swept(tmp_path: Path) -> None:
+    # machine.cpus_per_llc follows machine.cpus (a zip): it must not split the curves into panels
+    data = {**PARAMS, "samples": 20000, "workload": {"rate_hz": 100}, "report": {"quantiles": [0.5, 0.99]},
+            "sweep": {"grid": {"cache.placement": ["percpu", "stack"]},
+                      "zip": {"machine.cpus": [4, 8], "machine.cpus_per_llc": [4, 8]}}}  # fmt: skip
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "-o", str(out), "--threads", "2"]) == 0
+    names = {p.name for p in (out / "plots").iterdir()}
+    assert {"quantiles_vs_cpus.png", "quantiles_vs_cpus.pdf", "placement_cost.png"} <= names
+    assert "quantiles_by_point.png" not in names
