@@ -20,19 +20,15 @@ import numpy as np
 
 from .distributions import Dist
 from .engine import PointResult
-from .errors import UserError
+from .errors import OverloadError
 from .kernels import fanout as K
 from .model import policy_rows
 from .params import Params
 from .stats import Histogram, wilson_band
 
-__all__ = ["MetricRow", "OverloadError", "compute_metrics", "quantile_label"]
+__all__ = ["MetricRow", "OverloadError", "compute_metrics", "quantile_label", "wakeup_cdf"]
 
 NS_PER_S = 1e9
-
-
-class OverloadError(UserError):
-    """ρ + Σρ_b ≥ 1 on some CPU: sections would overlap, the model does not apply."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +59,17 @@ class _Curve:
     hi: np.ndarray
 
     def quantile(self, q: float) -> tuple[float, float, float]:
-        return _inverse(self.x, self.cdf, q), _inverse(self.x, self.hi, q), _inverse(self.x, self.lo, q)
+        """Point estimate, and an interval that also covers the grid's resolution.
+
+        The band is known at grid points only: if the upper band is below ``q`` at ``x[i−1]`` the
+        quantile lies above ``x[i−1]``; if the lower band reaches ``q`` at ``x[i]`` it lies at or
+        below ``x[i]`` (``inf`` when the lower band never reaches ``q``).
+        """
+        i_hi = int(np.searchsorted(self.hi, q, side="left"))
+        i_lo = int(np.searchsorted(self.lo, q, side="left"))
+        low = float(self.x[max(i_hi - 1, 0)]) if i_hi < len(self.x) else math.inf
+        high = float(self.x[i_lo]) if i_lo < len(self.x) else math.inf
+        return _inverse(self.x, self.cdf, q), low, high
 
     def mean(self) -> float:
         """``∫ (1 − F)`` over the grid (CDF linear between grid points), starting at x[0]."""
@@ -100,18 +106,24 @@ class _Sampled:
         self.edges = self.hist.layout.edges
         self.cdf = self.hist.cdf_at_edges()
         self.lo, self.hi = wilson_band(self.cdf, self.hist.n)
-        # Beyond the largest observed value the band would stay open up to 1e12 ns; close it.
-        top = int(np.max(np.nonzero(self.hist.counts)[0], initial=0)) + 1
-        self.lo[top:] = 1.0
-        self.hi[top:] = 1.0
         self.lo[0] = self.hi[0] = 0.0
+        # Above the largest sample the lower CDF band stays at the Wilson bound for p̂ = 1 (the
+        # tail is unknown there, not absent): pointwise metrics get intervals open upwards.
+        self.top = int(np.max(np.nonzero(self.hist.counts)[0], initial=0)) + 1
 
-    def survival(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return 1.0 - self.cdf, 1.0 - self.hi, 1.0 - self.lo
+    def survival(self, closed: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``1 − F`` and its band; ``closed`` ends the band at the largest sample (for integrals,
+        where an open band over the range up to 1e12 ns would be meaningless)."""
+        s_lo, s_hi = 1.0 - self.hi, 1.0 - self.lo
+        if closed:
+            s_lo, s_hi = s_lo.copy(), s_hi.copy()
+            s_lo[self.top :] = 0.0
+            s_hi[self.top :] = 0.0
+        return 1.0 - self.cdf, s_lo, s_hi
 
     def residual(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Equilibrium-residual CDF at the edges (and its band): ``1 − ∫ₓ^∞ S / ∫₀^∞ S``."""
-        s, s_lo, s_hi = self.survival()
+        s, s_lo, s_hi = self.survival(closed=True)
         width = np.diff(self.edges)
         width[~np.isfinite(width)] = 0.0  # the overflow bucket: no mass expected there
 
@@ -159,12 +171,6 @@ def _rows_from_curve(metric: str, policy: str, cpu: str, curve: _Curve, qs: Sequ
     return rows
 
 
-def _cpu_labels(params: Params, group_of: np.ndarray, group: int) -> list[str]:
-    if not params.workload.rate_per_cpu:
-        return ["all"]
-    return [str(c) for c in np.nonzero(group_of == group)[0]]
-
-
 def compute_metrics(result: PointResult) -> list[MetricRow]:
     """Every metric of MODEL.md §4 for one point, as tidy rows."""
     params, model = result.params, result.model
@@ -178,11 +184,13 @@ def compute_metrics(result: PointResult) -> list[MetricRow]:
     window_s = params.report.window_s
     duration_s = params.report.duration_h * 3600.0
     bg = params.background
-    bg_rho = [b.rate_hz * b.length.mean / NS_PER_S for b in bg]
     bg_surv = [1.0 - _exact_cdf(b.length, edges) for b in bg]
     bg_res = [_exact_residual(b.length, edges) for b in bg]
-    bg_rate_surv = sum((b.rate_hz * s for b, s in zip(bg, bg_surv, strict=True)), np.zeros_like(edges))
+    per_cpu = params.workload.rate_per_cpu or any(b.rates for b in bg)
     n_pol = len(params.policies)
+    bins = params.report.exceed_bins_ns
+    bg_bin = [[float(_exact_cdf(b.length, np.array([b1]))[0] - _exact_cdf(b.length, np.array([b0]))[0])
+               for b0, b1 in zip(bins[:-1], bins[1:], strict=True)] for b in bg]  # fmt: skip
 
     for i, policy in enumerate(params.policies):
         pooled_p = pooled_h = None
@@ -194,8 +202,6 @@ def compute_metrics(result: PointResult) -> list[MetricRow]:
             hp, hh = result.histogram(p_row), result.histogram(h_row)
             pooled_p = hp if pooled_p is None else pooled_p + hp
             pooled_h = hh if pooled_h is None else pooled_h + hh
-            cpus = _cpu_labels(params, model.group_of, g)
-            n_in_group = int(np.sum(model.group_of == g))
             if hp.n == 0:  # a CPU group that issues no calls: only background
                 sp = _Sampled(Histogram.empty(model.layout))
                 rho = rho_h = 0.0
@@ -203,55 +209,59 @@ def compute_metrics(result: PointResult) -> list[MetricRow]:
                 sp = _Sampled(hp)
                 rho = rate * hp.mean / NS_PER_S
                 rho_h = rate * hh.mean / NS_PER_S
-            _check_load(params, policy, cpus, rate, hp.mean if hp.n else 0.0, rho, bg_rho)
             s, s_lo, s_hi = sp.survival()
-
-            # window_max_ns: Pr(max ≤ x) = exp(−W (λ S_P(x) + Σ λ_b S_b(x)))
-            def window(surv: np.ndarray, rate: float = rate) -> np.ndarray:
-                return np.exp(-window_s * (rate * surv + bg_rate_surv))
-
-            curve = _Curve(edges, window(s), window(s_hi), window(s_lo))
-            for cpu in cpus:
-                for q in qs:
-                    v, lo, hi = curve.quantile(q)
-                    rows.append(MetricRow("window_max_ns", policy, cpu, quantile_label(q), v, lo, hi, hp.n))
-
-            # exceed_count: expected sections per bin over the report duration
-            bins = params.report.exceed_bins_ns
-            for b0, b1 in zip(bins[:-1], bins[1:], strict=True):
-                p_bin = _interp(edges, sp.cdf, b1) - _interp(edges, sp.cdf, b0)
-                lo_bin, hi_bin = wilson_band(np.array([p_bin]), max(hp.n, 1))
-                bg_part = sum(
-                    b.rate_hz * float(_exact_cdf(b.length, np.array([b1]))[0] - _exact_cdf(b.length, np.array([b0]))[0])
-                    for b in bg
-                )
-                label = f"count[{b0:.3g},{b1:.3g})"
-                vals = [duration_s * (rate * p + bg_part) for p in (p_bin, float(lo_bin[0]), float(hi_bin[0]))]
-                for cpu in cpus:
-                    rows.append(MetricRow("exceed_count", policy, cpu, label, vals[0], vals[1], vals[2], hp.n))
-
-            # wakeup_ns: residual of the section the instant falls in, plus a context switch
             fe, fe_lo, fe_hi = sp.residual()
-            idle = 1.0 - rho - sum(bg_rho)
-            base = idle + sum(r * res for r, res in zip(bg_rho, bg_res, strict=True)) if bg else idle
-            x = edges + params.costs.context_switch_ns
-            wake = _Curve(x, base + rho * fe, base + rho * fe_lo, base + rho * fe_hi)
-            for cpu in cpus:
-                rows += _rows_from_curve("wakeup_ns", policy, cpu, wake, qs, hp.n)
-
-            # rendezvous_ns: product over CPUs of the per-CPU residual CDF of H and background
             sh = _Sampled(hh) if hh.n else sp
             fh, fh_lo, fh_hi = sh.residual()
-            idle_h = 1.0 - rho_h - sum(bg_rho)
-            if idle_h < 0:
-                raise OverloadError(
-                    f"{policy}: hotplug-blocking load {rho_h + sum(bg_rho):.3g} >= 1 on CPU(s) {', '.join(cpus)}"
-                )
-            base_h = idle_h + sum(r * res for r, res in zip(bg_rho, bg_res, strict=True)) if bg else idle_h
-            with np.errstate(divide="ignore"):
-                log_rdv += n_in_group * np.log(np.clip(base_h + rho_h * fh, 1e-300, 1.0))
-                log_rdv_lo += n_in_group * np.log(np.clip(base_h + rho_h * fh_lo, 1e-300, 1.0))
-                log_rdv_hi += n_in_group * np.log(np.clip(base_h + rho_h * fh_hi, 1e-300, 1.0))
+            # CPUs of this call-rate group, split by their background rates (per-CPU background)
+            subgroups: dict[tuple[float, ...], list[int]] = {}
+            for c in np.nonzero(model.group_of == g)[0]:
+                subgroups.setdefault(tuple(b.rate_on(int(c)) for b in bg), []).append(int(c))
+            for bg_rates, members in subgroups.items():
+                cpus = [str(c) for c in members] if per_cpu else ["all"]
+                bg_rho = [r * b.length.mean / NS_PER_S for r, b in zip(bg_rates, bg, strict=True)]
+                bg_rate_surv = sum((r * sv for r, sv in zip(bg_rates, bg_surv, strict=True)), np.zeros_like(edges))
+                _check_load(params, policy, cpus, rate, hp.mean if hp.n else 0.0, rho, bg_rho)
+
+                # window_max_ns: Pr(max ≤ x) = exp(−W (λ S_P(x) + Σ λ_b S_b(x)))
+                def window(surv: np.ndarray, rate: float = rate, bgs: np.ndarray = bg_rate_surv) -> np.ndarray:
+                    return np.exp(-window_s * (rate * surv + bgs))
+
+                curve = _Curve(edges, window(s), window(s_hi), window(s_lo))
+                for cpu in cpus:
+                    for q in qs:
+                        v, lo, hi = curve.quantile(q)
+                        rows.append(MetricRow("window_max_ns", policy, cpu, quantile_label(q), v, lo, hi, hp.n))
+
+                # exceed_count: expected sections per bin over the report duration
+                for j, (b0, b1) in enumerate(zip(bins[:-1], bins[1:], strict=True)):
+                    p_bin = _interp(edges, sp.cdf, b1) - _interp(edges, sp.cdf, b0)
+                    lo_bin, hi_bin = wilson_band(np.array([p_bin]), max(hp.n, 1))
+                    bg_part = sum(r * bb[j] for r, bb in zip(bg_rates, bg_bin, strict=True))
+                    label = f"count[{b0:.3g},{b1:.3g})"
+                    vals = [duration_s * (rate * p + bg_part) for p in (p_bin, float(lo_bin[0]), float(hi_bin[0]))]
+                    for cpu in cpus:
+                        rows.append(MetricRow("exceed_count", policy, cpu, label, vals[0], vals[1], vals[2], hp.n))
+
+                # wakeup_ns: residual of the section the instant falls in, plus a context switch
+                idle = 1.0 - rho - sum(bg_rho)
+                base = idle + sum(r * res for r, res in zip(bg_rho, bg_res, strict=True)) if bg else idle
+                x = edges + params.costs.context_switch_ns
+                wake = _Curve(x, base + rho * fe, base + rho * fe_lo, base + rho * fe_hi)
+                for cpu in cpus:
+                    rows += _rows_from_curve("wakeup_ns", policy, cpu, wake, qs, hp.n)
+
+                # rendezvous_ns: product over CPUs of the per-CPU residual CDF of H and background
+                idle_h = 1.0 - rho_h - sum(bg_rho)
+                if idle_h < 0:
+                    raise OverloadError(
+                        f"{policy}: hotplug-blocking load {rho_h + sum(bg_rho):.3g} >= 1 on CPU(s) {', '.join(cpus)}"
+                    )
+                base_h = idle_h + sum(r * res for r, res in zip(bg_rho, bg_res, strict=True)) if bg else idle_h
+                with np.errstate(divide="ignore"):
+                    log_rdv += len(members) * np.log(np.clip(base_h + rho_h * fh, 1e-300, 1.0))
+                    log_rdv_lo += len(members) * np.log(np.clip(base_h + rho_h * fh_lo, 1e-300, 1.0))
+                    log_rdv_hi += len(members) * np.log(np.clip(base_h + rho_h * fh_hi, 1e-300, 1.0))
         assert pooled_p is not None and pooled_h is not None
         rows += _rows_from_hist("preempt_off_ns", policy, "all", pooled_p, qs)
         rows += _rows_from_hist("hotplug_block_ns", policy, "all", pooled_h, qs)
@@ -259,6 +269,31 @@ def compute_metrics(result: PointResult) -> list[MetricRow]:
         rows += _rows_from_curve("rendezvous_ns", policy, "all", rdv, qs, pooled_h.n)
     rows += mask_rows(params)
     return rows
+
+
+def wakeup_cdf(result: PointResult, policy: str, group: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The derived CDF of ``wakeup_ns`` for one policy and CPU group: ``(x, cdf, low, high)``.
+
+    The same curve whose mean and quantiles :func:`compute_metrics` reports (for plots): ``x`` are
+    the bucket edges plus ``costs.context_switch_ns``; ``low``/``high`` bound the CDF (95%).
+    """
+    params, model = result.params, result.model
+    i = params.policies.index(policy)
+    p_row, _ = policy_rows(group, i, len(params.policies))
+    hp = result.histogram(p_row)
+    edges = model.layout.edges
+    bg = params.background
+    first = int(np.nonzero(model.group_of == group)[0][0])
+    bg_rho = [b.rate_on(first) * b.length.mean / NS_PER_S for b in bg]
+    bg_res = [_exact_residual(b.length, edges) for b in bg]
+    if hp.n == 0:
+        sp, rho = _Sampled(Histogram.empty(model.layout)), 0.0
+    else:
+        sp, rho = _Sampled(hp), model.group_rates[group] * hp.mean / NS_PER_S
+    fe, fe_lo, fe_hi = sp.residual()
+    idle = 1.0 - rho - sum(bg_rho)
+    base = idle + sum(r * res for r, res in zip(bg_rho, bg_res, strict=True)) if bg else idle
+    return edges + params.costs.context_switch_ns, base + rho * fe, base + rho * fe_lo, base + rho * fe_hi
 
 
 def _check_load(

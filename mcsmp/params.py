@@ -387,8 +387,13 @@ class Policy:
 @dataclass(frozen=True)
 class Background:
     name: str
-    rate_hz: float
+    rate_hz: float  # sections per second on every CPU (the largest, when given per CPU)
     length: Dist
+    rates: tuple[float, ...] = ()  # per CPU (machine.cpus entries) when rate_hz is a list
+
+    def rate_on(self, cpu: int) -> float:
+        """Sections per second on ``cpu``."""
+        return self.rates[cpu] if self.rates else self.rate_hz
 
 
 @dataclass(frozen=True)
@@ -651,7 +656,13 @@ def build_params(raw: RawParams) -> Params:
         for key in ("name", "rate_hz", "length"):
             if key not in item:
                 b.fail(p, f"missing key {key!r}")
-        backgrounds.append(Background(str(item["name"]), b.number(f"{p}.rate_hz"), b.dist(f"{p}.length")))
+        if isinstance(item["rate_hz"], list):  # per CPU, like workload.rate_hz
+            if len(item["rate_hz"]) != machine.cpus:
+                b.fail(f"{p}.rate_hz", f"a per-CPU list needs machine.cpus = {machine.cpus} entries, got {len(item['rate_hz'])}")
+            per = tuple(b.number(f"{p}.rate_hz[{j}]") for j in range(machine.cpus))
+            backgrounds.append(Background(str(item["name"]), max(per), b.dist(f"{p}.length"), per))
+        else:
+            backgrounds.append(Background(str(item["name"]), b.number(f"{p}.rate_hz"), b.dist(f"{p}.length")))
 
     quantiles = b.number_list("report.quantiles", lo=0.0, hi=1.0)
     if any(q <= 0 or q >= 1 for q in quantiles):
