@@ -56,9 +56,7 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -93,7 +91,6 @@ __all__ = [
     "residual",
     "set_key",
     "with_target_quantiles",
-    "write_atomic",
 ]
 
 METHODS = ("least_squares", "nelder-mead")
@@ -806,28 +803,6 @@ def fitted_text(text: str, source: str, result: CalibrationResult, command: str,
         HEADER_END,
     ]
     return "\n".join(lines) + "\n" + body
-
-
-def write_atomic(path: str | Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    try:
-        perms = p.stat().st_mode & 0o7777  # keep the replaced file's permissions
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        perms = 0o666 & ~umask  # as open() would create it (mkstemp's are 0600)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, mode) as fh:
-            fh.write(data)
-        os.chmod(tmp, perms)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def log_to_stderr(message: str) -> None:

@@ -39,19 +39,19 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import yaml
 
 from . import __version__
+from .atomic import atomic_open, fsync_dir, write_atomic
 from .engine import CHUNK_FANOUTS, PILOT_CHUNKS, STREAM_SCHEME, PointResult
 from .errors import UserError
 from .kernels import fanout as K
@@ -69,8 +69,7 @@ __all__ = [
     "HistInfo",
     "PlotPoint",
     "atomic_open",
-    "atomic_write",
-    "environment",
+        "environment",
     "hdr_histogram",
     "hdr_significant_figures",
     "hgrm_bytes",
@@ -91,55 +90,9 @@ HIST_DIR = "hist"
 HGRM_DIR = "hgrm"
 PLOTS_DIR = "plots"
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
 
 # --------------------------------------------------------------------------------------------
 # Atomic files
-
-
-@contextmanager
-def atomic_open(path: str | Path, mode: str = "wb", *, sync_dir: bool = True) -> Iterator[IO[Any]]:
-    """Open a temporary file beside ``path``; on success fsync it and rename it over ``path``.
-
-    On any exception (including KeyboardInterrupt) the temporary file is removed and ``path`` is
-    untouched: a reader sees the old file or the new one, never a mix. ``sync_dir=False`` leaves
-    the folder's fsync (durability of the rename across a power loss) to the caller, for batches.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
-        kwargs: dict[str, Any] = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
-        with os.fdopen(fd, mode, **kwargs) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    if sync_dir:
-        _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    # The rename itself is durable only once the folder is synced (power loss, not kill -9).
-    with suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write(path: str | Path, data: str | bytes, *, sync_dir: bool = True) -> None:
-    """Write ``data`` (text as UTF-8) to ``path`` atomically."""
-    with atomic_open(path, "wb", sync_dir=sync_dir) as f:
-        f.write(data.encode() if isinstance(data, str) else data)
 
 
 def remove_stale_temporaries(folder: Path) -> None:
@@ -410,7 +363,7 @@ def hgrm_bytes(hist: Histogram, ticks_per_half_distance: int = 5) -> bytes:
 
 def write_hgrm(path: str | Path, hist: Histogram, *, sync_dir: bool = True) -> None:
     """Write the HdrHistogram percentile distribution of ``hist`` (values in ns) to ``path``."""
-    atomic_write(path, hgrm_bytes(hist), sync_dir=sync_dir)
+    write_atomic(path, hgrm_bytes(hist), sync_dir=sync_dir)
 
 
 def read_hgrm(path: str | Path) -> list[tuple[float, float, int]]:
@@ -512,7 +465,7 @@ def _json_safe(v: Any) -> Any:
 
 
 def write_meta(outdir: str | Path, meta: Mapping[str, Any]) -> None:
-    atomic_write(Path(outdir) / META_FILE, json.dumps(_json_safe(dict(meta)), indent=2) + "\n")
+    write_atomic(Path(outdir) / META_FILE, json.dumps(_json_safe(dict(meta)), indent=2) + "\n")
 
 
 def load_meta(outdir: str | Path) -> dict[str, Any]:
@@ -756,11 +709,11 @@ def render_dir(
     header = ["point", "point_id", *swept_keys, "metric", "policy", "cpu", "statistic",
               "value_ns", "ci95_low_ns", "ci95_high_ns", "n_samples"]  # fmt: skip
     body = [row for pt in good for row in _summary_rows(pt, swept_keys)]
-    atomic_write(outdir / "summary.csv", _csv_text(header, body))
+    write_atomic(outdir / "summary.csv", _csv_text(header, body))
     h, b = _per_cpu_tables(good, swept_keys)
-    atomic_write(outdir / "per_cpu.csv", _csv_text(h, b))
+    write_atomic(outdir / "per_cpu.csv", _csv_text(h, b))
     h, b = _mask_table(good, swept_keys)
-    atomic_write(outdir / "mask.csv", _csv_text(h, b))
+    write_atomic(outdir / "mask.csv", _csv_text(h, b))
     files += [outdir / "summary.csv", outdir / "per_cpu.csv", outdir / "mask.csv"]
     if plots:
         from .plots import render_plots
@@ -811,5 +764,5 @@ def _write_point_hgrm(outdir: Path, point_id: str, result: PointResult) -> list[
             if hist.n:
                 out.append(folder / f"{metric}.{pol}.hgrm")
                 write_hgrm(out[-1], hist, sync_dir=False)
-    _fsync_dir(folder)  # once for the point's files
+    fsync_dir(folder)  # once for the point's files
     return out

@@ -38,7 +38,8 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from .calibrate import Target, TargetsFile, load_targets, model_row, pinned, with_target_quantiles, write_atomic
+from .atomic import write_atomic
+from .calibrate import Target, TargetsFile, load_targets, model_row, pinned, with_target_quantiles
 from .engine import run_point
 from .errors import UserError
 from .metrics import MetricRow, compute_metrics

@@ -16,15 +16,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import ZERO_BASE
 from scipy import stats
 
 from mcsmp import calibrate as C
+from mcsmp.atomic import write_atomic
 from mcsmp.cli import main
 from mcsmp.engine import run_point
 from mcsmp.kernels import fanout as K
 from mcsmp.params import apply_override, build_params, load_raw
-
-from conftest import ZERO_BASE
 
 K_TARGETS = 4
 MU_TRUE, E_TRUE = 2000.0, 1500.0
@@ -289,17 +289,17 @@ def test_fitted_text_substitutes_in_place_and_keeps_comments(tmp_path: Path) -> 
 
 def test_write_atomic_leaves_no_temporary_files(tmp_path: Path) -> None:
     target = tmp_path / "sub" / "out.yaml"
-    C.write_atomic(target, "a: 1\n")
-    C.write_atomic(target, "a: 2\n")
+    write_atomic(target, "a: 1\n")
+    write_atomic(target, "a: 2\n")
     assert target.read_text() == "a: 2\n"
     assert sorted(p.name for p in target.parent.iterdir()) == ["out.yaml"]
     umask = os.umask(0o022)
     try:
         fresh = tmp_path / "fresh.txt"
-        C.write_atomic(fresh, b"x")
+        write_atomic(fresh, b"x")
         assert fresh.stat().st_mode & 0o777 == 0o644  # like open(), not mkstemp's 0600
         os.chmod(target, 0o640)
-        C.write_atomic(target, "a: 3\n")
+        write_atomic(target, "a: 3\n")
         assert target.stat().st_mode & 0o777 == 0o640  # a replaced file keeps its mode
     finally:
         os.umask(umask)

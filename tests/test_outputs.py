@@ -12,13 +12,20 @@ import numpy as np
 import pytest
 import yaml
 
+from mcsmp.atomic import atomic_open, write_atomic
 from mcsmp.cli import main
 from mcsmp.engine import CHUNK_FANOUTS, PILOT_CHUNKS, STREAM_SCHEME, run_point
 from mcsmp.kernels import fanout as K
 from mcsmp.metrics import compute_metrics, quantile_label, wakeup_cdf
 from mcsmp.model import policy_rows
 from mcsmp.outputs import (
-    atomic_open, atomic_write, hdr_histogram, hgrm_bytes, hist_path, load_hist, ns_label, read_hgrm, save_hist,
+    hdr_histogram,
+    hgrm_bytes,
+    hist_path,
+    load_hist,
+    ns_label,
+    read_hgrm,
+    save_hist,
 )  # fmt: skip
 from mcsmp.params import load_raw
 from mcsmp.stats import Histogram, Layout
@@ -221,13 +228,13 @@ def test_hist_file_round_trip(tmp_path: Path) -> None:
 
 def test_atomic_write_leaves_old_file_or_new(tmp_path: Path) -> None:
     target = tmp_path / "f.txt"
-    atomic_write(target, "old")
+    write_atomic(target, "old")
     with pytest.raises(RuntimeError), atomic_open(target, "w") as f:
         f.write("half")
         raise RuntimeError("killed")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]  # no temporary file left
-    atomic_write(target, b"new")
+    write_atomic(target, b"new")
     assert target.read_text() == "new"
 
 

@@ -34,6 +34,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    from ..atomic import write_atomic
     from ..calibrate import (
         calibrate,
         fitted_text,
@@ -41,7 +42,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         format_residual_table,
         load_targets,
         log_to_stderr,
-        write_atomic,
     )
     from ..params import load_raw
 

@@ -89,7 +89,8 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from .fragment import atomic_write, build_fragment, write_report
+    from ..atomic import write_atomic
+    from .fragment import build_fragment, write_report
     from .parse import parse_trace
 
     results = [parse_trace(f, args.tsc_hz) for f in args.files]
@@ -99,7 +100,7 @@ def _import(args: argparse.Namespace) -> int:
             f"{r.path}: {r.events} events, {r.paired} pairs, {unpaired} unpaired, {len(r.local_func)} local"
         )
     text, func = build_fragment(results, args.function)
-    atomic_write(args.output, text)
+    write_atomic(args.output, text)
     delivery = np.concatenate([r.delivery_ns[r.func == func] for r in results])
     p50, p99 = np.quantile(delivery, [0.5, 0.99])
     print(

@@ -17,11 +17,9 @@ in mcsmp parameter files) and into the report directory.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mcsmp.atomic import write_atomic
 from mcsmp.errors import UserError
 
 from .parse import REASONS, TraceResult
@@ -37,7 +36,6 @@ __all__ = [
     "QUANTILE_LEVELS",
     "QUANTITIES",
     "Combined",
-    "atomic_write",
     "build_fragment",
     "combine",
     "quantile_table",
@@ -52,10 +50,6 @@ QUANTILE_LEVELS = (
 QUANTITIES = ("delivery", "handler", "completion")
 _REPORT_Q = (0.5, 0.9, 0.99, 0.999)
 _MIN_PAIRS = 20
-# mkstemp creates 0600 files; give the result the mode an ordinary open() would have.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-_FILE_MODE = 0o666 & ~_UMASK
 
 
 @dataclass
@@ -306,31 +300,6 @@ def build_fragment(results: Sequence[TraceResult], func: str | None = None) -> t
     return "\n".join(text) + "\n", func
 
 
-def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> None:
-    """Write a file atomically: a temporary file in the same directory, then ``os.replace``.
-
-    Parameters
-    ----------
-    path : path-like
-    data : str or bytes
-    """
-    p = Path(path)
-    if not p.parent.is_dir():
-        raise UserError(f"{p}: directory {p.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, _FILE_MODE)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def write_report(
     results: Sequence[TraceResult], outdir: str | os.PathLike[str], func: str | None = None
 ) -> None:
@@ -373,7 +342,7 @@ def write_report(
     for key in ("entries_without_queue", "exits_without_entry"):
         for f, n in sorted(c.counter(key).items()):
             w.writerow([f, "all", key, n, *blank])
-    atomic_write(d / "trace_report.csv", buf.getvalue())
+    write_atomic(d / "trace_report.csv", buf.getvalue())
     _plot_ccdf(c, _choose_function(c, func), d / "trace_ccdf.png")
 
 
@@ -402,4 +371,4 @@ def _plot_ccdf(c: Combined, func: str, path: Path) -> None:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    atomic_write(path, buf.getvalue())
+    write_atomic(path, buf.getvalue())

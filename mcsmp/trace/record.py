@@ -24,13 +24,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mcsmp.atomic import atomic_open
 from mcsmp.errors import UserError
 
 __all__ = [
@@ -55,10 +55,6 @@ CLOCK_PREFERENCE = ("x86-tsc", "mono_raw", "mono", "global", "local")
 HEADER_PREFIX = "# mcsmp-trace:"
 _CALIBRATION_S = 0.2
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-# mkstemp creates 0600 files; give the result the mode an ordinary open() would have.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-_FILE_MODE = 0o666 & ~_UMASK
 
 
 @dataclass
@@ -597,17 +593,6 @@ def _header(
 
 
 def _save(trace: Path, out: Path, header: list[str]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, _FILE_MODE)
-        with os.fdopen(fd, "w") as f:
-            f.write("\n".join(header) + "\n")
-            with open(trace) as src:
-                shutil.copyfileobj(src, f, 1 << 20)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_open(out, "w") as f, open(trace) as src:
+        f.write("\n".join(header) + "\n")
+        shutil.copyfileobj(src, f, 1 << 20)
