@@ -30,7 +30,6 @@ __all__ = [
     "build_params",
     "load_raw",
     "params_from_dict",
-    "parse_override",
     "raw_from_dict",
 ]
 
@@ -234,18 +233,6 @@ def _fail(raw: RawParams, path: str, message: str) -> None:
 
 # --------------------------------------------------------------------------------------------
 # Overrides (--set key=value and sweep points)
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """``key.path=value`` with the value read as YAML (``--set ipi.mode=cluster``)."""
-    if "=" not in text:
-        raise ParamError(f"expected key=value, got {text!r}", source="--set")
-    key, _, value = text.partition("=")
-    key = key.strip()
-    if not key:
-        raise ParamError(f"expected key=value, got {text!r}", source="--set")
-    parsed, _ = _parse_yaml(value, f"--set {key}")
-    return key, parsed
 
 
 def _split_path(key: str) -> list[str | int]:
