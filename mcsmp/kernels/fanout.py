@@ -14,9 +14,10 @@ import numpy as np
 
 from .._jit import kernel
 from .histo import bucket
-from .sampling import draw, draw_residual, pick_row
+from .rng import uniform
+from .sampling import fast_draw, fast_params, pick_row, sample, sample_residual
 
-__all__ = ["run_chunk"]
+__all__ = ["replay_policies", "run_chunk"]
 
 # ---- integer parameters (ip[...]) ------------------------------------------------------------
 I_CPUS, I_PER_SOCKET, I_PER_LLC, I_SMT, I_MM_CPUS, I_CALL, I_RUN_LOCAL, I_CLUSTER_MODE = range(8)
@@ -51,34 +52,79 @@ N_FIXED_HISTS = 4  # then, per CPU group g and policy i: P at 4 + 2(g·npol + i)
 S_SENDER, S_TARGETS, S_S, S_SL, S_T, S_SPIN, S_CONTEXT = range(7)
 N_SAMPLE_COLS = 7  # then P of each policy, then H of each policy
 
+# ---- per-fan-out trace of a pilot chunk (run_chunk -> replay_policies) ---------------------------
+TR_SL, TR_T, TR_CODE = range(3)  # S_L, T, sender · 8 + context · 2 + allocation failed
+N_TRACE_COLS = 3
 
-@kernel
-def _distance_class(s: int, t: int, per_socket: int, per_llc: int, smt: int) -> int:
-    if s // per_socket != t // per_socket:
-        return CLS_REMOTE
-    if s // per_llc != t // per_llc:
-        return CLS_SOCKET
-    if s // smt != t // smt:
-        return CLS_LLC
-    return CLS_SMT
-
-
-@kernel
-def _handler_work(
-    index: np.ndarray, table: np.ndarray, is_tlb: bool, pages: float, full: bool, rng: np.random.Generator
-) -> float:
-    """Step 8's work: ``p`` INVLPGs, a full flush above the ceiling, or ``func`` for generic."""
-    if not is_tlb:
-        return draw(index, table, D_FUNC, rng)
-    if full:
-        return draw(index, table, D_FULL_FLUSH, rng)
-    return pages * draw(index, table, D_INVLPG, rng)
+# Largest fan-out whose read order comes from pairwise ranks (k(k−1)/2 branch-free compares,
+# no mispredictions); above it, insertion sort, which is close to linear there because h is nearly
+# sorted (departures are spread over the send phase). Measured crossover ~200 targets
+# (BENCHMARKS.md): pairwise 6-9 ns per target up to 63 targets, 13 at 127, 21 at 255.
+_RANK_SORT_MAX = 160
 
 
 @kernel
 def _record(counts: np.ndarray, sums: np.ndarray, row: int, v: float, ip: np.ndarray) -> None:
     counts[row, bucket(v, ip[I_SHIFT], ip[I_BASE], ip[I_OVERFLOW])] += 1
     sums[row] += v
+
+
+@kernel
+def _spin(xs, rate, tail_rows, edges):  # type: ignore[no-untyped-def]
+    """Re-entry spin of one fan-out (MODEL §3) from the auxiliary stream: ``(spin, xs)``.
+
+    With probability ``rate`` (= λ · E[T − S_L]) an equilibrium residual of the first pass's
+    ``T − S_L`` histogram, read as piecewise uniform inside its buckets; else 0.
+    """
+    u, xs = uniform(xs)
+    if u < rate:
+        u, xs = uniform(xs)
+        b = pick_row(tail_rows, 0, tail_rows.shape[0], 0, u)
+        lo = edges[b]
+        hi = edges[b + 1]
+        u, xs = uniform(xs)
+        biased = math.sqrt(lo * lo + u * (hi * hi - lo * lo))
+        u, xs = uniform(xs)
+        return biased * u, xs
+    return 0.0, xs
+
+
+@kernel
+def _policies(counts, sums, samples, it, ip, fp, policies, g, ctx, alloc_failed, s_l, t_end, spin):  # type: ignore[no-untyped-def]
+    """P and H of every policy for one fan-out of CPU group ``g`` (MODEL §3), recorded."""
+    preemption = ip[I_PREEMPTION]
+    kernel_preemptible = preemption >= PREEMPT_FULL
+    waits_pinned = ip[I_CSD_DEBUG] == 1 or ip[I_CALL] == CALL_TLB_KERNEL
+    allow = kernel_preemptible and not waits_pinned and (
+        ctx == CTX_PREEMPTIBLE or (ctx == CTX_SPINLOCK and preemption == PREEMPT_RT)
+    )
+    sleepable = kernel_preemptible and not waits_pinned and ctx == CTX_PREEMPTIBLE
+    n_pol = policies.shape[0]
+    keep = samples.shape[0] > 0
+    for i in range(n_pol):
+        pol = policies[i]
+        if not kernel_preemptible or pol == POL_PREEMPT_OFF:
+            p_off = t_end
+            hp = t_end
+        elif pol == POL_PREEMPTIBLE_WAIT:
+            p_off = s_l + spin if allow else t_end
+            hp = p_off
+        elif pol == POL_ATOMIC_ALLOC:
+            p_off = (s_l + spin if allow and not alloc_failed else t_end + (spin if allow else 0.0)) + fp[F_ALLOC_NS]
+            hp = p_off
+        else:
+            if sleepable:
+                p_off = s_l + fp[F_RLOCK_NS] + spin
+                hp = t_end + fp[F_RLOCK_NS] + spin
+            else:
+                p_off = t_end + fp[F_RLOCK_NS]
+                hp = p_off
+        row = N_FIXED_HISTS + 2 * (g * n_pol + i)
+        _record(counts, sums, row, p_off, ip)
+        _record(counts, sums, row + 1, hp, ip)
+        if keep:
+            samples[it, N_SAMPLE_COLS + i] = p_off
+            samples[it, N_SAMPLE_COLS + n_pol + i] = hp
 
 
 @kernel
@@ -94,57 +140,106 @@ def run_chunk(
     policies: np.ndarray,
     wait_tail_cum: np.ndarray,
     edges: np.ndarray,
-    rng: np.random.Generator,
-    aux: np.random.Generator,
+    state: np.ndarray,
     counts: np.ndarray,
     sums: np.ndarray,
     samples: np.ndarray,
+    trace: np.ndarray,
 ) -> None:
     """Simulate ``n_fanouts`` fan-outs, adding to ``counts``/``sums`` (and ``samples`` if sized).
 
-    ``rng`` drives the timeline; ``aux`` drives only the re-entry spin, so enabling the second
-    pass leaves every other draw unchanged. ``wait_tail_cum`` is the cumulative length-biased
-    weight of each bucket of the first pass's ``T − S_L`` histogram (empty when re-entry is off).
+    ``trace`` (``float64[n_fanouts, N_TRACE_COLS]`` or empty) receives what
+    :func:`replay_policies` needs to redo the policy rows with a re-entry spin.
+
+    ``state`` is ``uint64[2, 4]``: the :mod:`~mcsmp.kernels.rng` states of the main stream (row 0,
+    drives the timeline) and the auxiliary stream (row 1, drives only the re-entry spin, so
+    enabling the second pass leaves every other draw unchanged); both are advanced in place.
+    ``wait_tail_cum`` is the cumulative length-biased weight of each bucket of the first pass's
+    ``T − S_L`` histogram (empty when re-entry is off).
+
+    Speed (BENCHMARKS.md): random state and per-slot distribution parameters live in locals
+    (registers), the distance class comes from per-CPU topology arrays (no divisions), and the
+    arrival order of the request reads is a branch-free stable rank for small fan-outs.
     """
     n = ip[I_CPUS]
-    per_socket = ip[I_PER_SOCKET]
-    per_llc = ip[I_PER_LLC]
-    smt = ip[I_SMT]
     mm_cpus = ip[I_MM_CPUS]
     call = ip[I_CALL]
     is_tlb = call != CALL_GENERIC  # both TLB calls carry a flush_tlb_info
     cluster_mode = ip[I_CLUSTER_MODE] == 1
     cluster_size = ip[I_CLUSTER_SIZE]
     placement = ip[I_PLACEMENT]
-    preemption = ip[I_PREEMPTION]
-    kernel_preemptible = preemption >= PREEMPT_FULL
-    waits_pinned = ip[I_CSD_DEBUG] == 1 or call == CALL_TLB_KERNEL
     reentry = ip[I_REENTRY] == 1 and wait_tail_cum.shape[0] > 0
+    uniform_rate = ip[I_UNIFORM_RATE] == 1
+    run_local = ip[I_RUN_LOCAL] == 1
+    ceiling = ip[I_CEILING]
+    info_bytes = ip[I_INFO_BYTES]
+    shift = ip[I_SHIFT]
+    base = ip[I_BASE]
+    overflow = ip[I_OVERFLOW]
     target_prob = fp[F_TARGET_PROB]
     f_irq = fp[F_IRQ]
     f_idle = f_irq + fp[F_IDLE]
     f_vcpu = f_idle + fp[F_VCPU]
+    serialize = fp[F_SERIALIZE]
+    false_sharing = fp[F_FALSE_SHARING]
+    tlb_miss = fp[F_TLB_MISS]
     transfer = fp[F_T_SMT : F_T_REMOTE + 1]
-    n_pol = policies.shape[0]
     keep = samples.shape[0] > 0
+    tracing = trace.shape[0] > 0
+    rate_rows = rate_cum.reshape(n, 1)
+    tail_rows = wait_tail_cum.reshape(-1, 1)
 
-    tgt = np.empty(n, dtype=np.int64)
+    rs = (state[0, 0], state[0, 1], state[0, 2], state[0, 3])  # main stream
+    xs = (state[1, 0], state[1, 1], state[1, 2], state[1, 3])  # auxiliary stream
+    # Slot ids as run-time values: a literal argument would compile a specialisation per slot.
+    slot = np.arange(N_DISTS)
+    pk, pa, pb = fast_params(index, table, slot[D_PAGES])
+    ek, ea, eb = fast_params(index, table, slot[D_ENTRY])
+    qk, qa, qb = fast_params(index, table, slot[D_QUEUE])
+    sk, sa, sb = fast_params(index, table, slot[D_SEND])
+    dk, da, db = fast_params(index, table, slot[D_DELIVERY])
+    xk, xa, xb = fast_params(index, table, slot[D_CROSS_SOCKET])
+    ik, ia, ib = fast_params(index, table, slot[D_IRQ_ENTRY])
+    fk, fa, fb = fast_params(index, table, slot[D_FUNC])
+    ffk, ffa, ffb = fast_params(index, table, slot[D_FULL_FLUSH])
+    ilk, ila, ilb = fast_params(index, table, slot[D_INVLPG])
+
+    # Topology of each CPU, so a target's distance class (MODEL §1 step 2) is three compares:
+    # other socket -> remote, else other LLC -> socket, else other core -> llc, else smt.
+    socket_of = np.empty(n, dtype=np.int64)
+    llc_of = np.empty(n, dtype=np.int64)
+    core_of = np.empty(n, dtype=np.int64)
+    cluster_of = np.empty(n, dtype=np.int64)
+    for t in range(n):
+        socket_of[t] = t // ip[I_PER_SOCKET]
+        llc_of[t] = t // ip[I_PER_LLC]
+        core_of[t] = t // ip[I_SMT]
+        cluster_of[t] = t // cluster_size
+    tcluster = np.empty(n, dtype=np.int64)  # x2APIC cluster of each target
     cls = np.empty(n, dtype=np.int64)
     d = np.empty(n, dtype=np.float64)
     h = np.empty(n, dtype=np.float64)
     c = np.empty(n, dtype=np.float64)
     own = np.empty(n, dtype=np.float64)
     order = np.empty(n, dtype=np.int64)
+    rank = np.empty(n, dtype=np.int64)
+    h_sorted = np.empty(n, dtype=np.float64)  # h in read order (insertion sort)
     offsets = np.arange(max(n - 1, 1), dtype=np.int64)  # candidate offsets for mm_cpus subsets
     chosen = np.empty(max(n - 1, 1), dtype=np.int64)
     cluster_time = np.full(n // cluster_size + 1, -1.0)
+    # the per-target rows: row views and running sums in registers (same additions, same order)
+    wait_counts = counts[H_REMOTE_WAIT]
+    info_counts = counts[H_INFO_COST]
+    wait_sum = sums[H_REMOTE_WAIT]
+    info_sum = sums[H_INFO_COST]
 
     for it in range(n_fanouts):
         # ---- 1. sender and targets ------------------------------------------------------------
-        if ip[I_UNIFORM_RATE] == 1:
-            s = min(int(rng.random() * n), n - 1)
+        u, rs = uniform(rs)
+        if uniform_rate:
+            s = min(int(u * n), n - 1)
         else:
-            s = pick_row(rate_cum.reshape(n, 1), 0, n, 0, rng.random())
+            s = pick_row(rate_rows, 0, n, 0, u)
         lam = rate_hz[s]
         k = 0
         if call == CALL_TLB_KERNEL or mm_cpus < 0:
@@ -154,7 +249,8 @@ def run_chunk(
         else:
             m = mm_cpus
             for r in range(m):  # partial Fisher–Yates: a uniform m-subset of the n − 1 others
-                j = r + min(int(rng.random() * (n - 1 - r)), n - 2 - r)
+                u, rs = uniform(rs)
+                j = r + min(int(u * (n - 1 - r)), n - 2 - r)
                 offsets[r], offsets[j] = offsets[j], offsets[r]
                 v = offsets[r]
                 p = r
@@ -164,145 +260,196 @@ def run_chunk(
                 chosen[p] = v
         skip_lazy = call != CALL_TLB_KERNEL and target_prob < 1.0
         max_cls = -1
+        s_socket = socket_of[s]
+        s_llc = llc_of[s]
+        s_core = core_of[s]
         for r in range(m):
-            if skip_lazy and rng.random() >= target_prob:
-                continue
-            t = (s + 1 + chosen[r]) % n
-            tgt[k] = t
-            cls[k] = _distance_class(s, t, per_socket, per_llc, smt)
-            max_cls = max(max_cls, cls[k])
+            if skip_lazy:
+                u, rs = uniform(rs)
+                if u >= target_prob:
+                    continue
+            t = s + 1 + chosen[r]  # (s + 1 + offset) mod n
+            if t >= n:
+                t -= n
+            tcluster[k] = cluster_of[t]
+            if socket_of[t] != s_socket:
+                cl = CLS_REMOTE
+            elif llc_of[t] != s_llc:
+                cl = CLS_SOCKET
+            elif core_of[t] != s_core:
+                cl = CLS_LLC
+            else:
+                cl = CLS_SMT
+            cls[k] = cl
+            max_cls = max(max_cls, cl)
             k += 1
 
         # ---- 3.–6. sender phases ------------------------------------------------------------------
         pages = 0.0
         full = False
         if is_tlb:
-            pages = draw(index, table, D_PAGES, rng)
-            full = pages > ip[I_CEILING]
-        e = draw(index, table, D_ENTRY, rng)
+            pages, rs, ok = fast_draw(pk, pa, pb, rs)
+            if not ok:
+                pages, rs = sample(index, table, slot[D_PAGES], rs)
+            full = pages > ceiling
+        # step 8's work: func (generic), a full flush above the ceiling, else pages × INVLPG
+        wmul = 1.0  # exact: 1.0 · x == x
+        if not is_tlb:
+            wk, wa, wb, wd = fk, fa, fb, slot[D_FUNC]
+        elif full:
+            wk, wa, wb, wd = ffk, ffa, ffb, slot[D_FULL_FLUSH]
+        else:
+            wk, wa, wb, wd = ilk, ila, ilb, slot[D_INVLPG]
+            wmul = pages
+        e, rs, ok = fast_draw(ek, ea, eb, rs)
+        if not ok:
+            e, rs = sample(index, table, slot[D_ENTRY], rs)
         if is_tlb and k > 0:
             e += transfer[max_cls]  # invalidate the previous readers' copies of the request
         t_now = e
         for j in range(k):
-            t_now += draw(index, table, D_QUEUE, rng) + transfer[cls[j]]
+            x, rs, ok = fast_draw(qk, qa, qb, rs)
+            if not ok:
+                x, rs = sample(index, table, slot[D_QUEUE], rs)
+            t_now += x + transfer[cls[j]]
         if cluster_mode:
             for j in range(k):
-                cid = tgt[j] // cluster_size
+                cid = tcluster[j]
                 if cluster_time[cid] < 0.0:
-                    t_now += draw(index, table, D_SEND, rng)
+                    x, rs, ok = fast_draw(sk, sa, sb, rs)
+                    if not ok:
+                        x, rs = sample(index, table, slot[D_SEND], rs)
+                    t_now += x
                     cluster_time[cid] = t_now
                 d[j] = cluster_time[cid]
             for j in range(k):
-                cluster_time[tgt[j] // cluster_size] = -1.0
+                cluster_time[tcluster[j]] = -1.0
         else:
             for j in range(k):
-                t_now += draw(index, table, D_SEND, rng)
+                x, rs, ok = fast_draw(sk, sa, sb, rs)
+                if not ok:
+                    x, rs = sample(index, table, slot[D_SEND], rs)
+                t_now += x
                 d[j] = t_now
         s_end = t_now
         local = 0.0
-        if ip[I_RUN_LOCAL] == 1:
-            local = _handler_work(index, table, is_tlb, pages, full, rng)
+        if run_local:
+            local, rs, ok = fast_draw(wk, wa, wb, rs)
+            if not ok:
+                local, rs = sample(index, table, wd, rs)
+            local = wmul * local
         s_l = s_end + local
 
         # ---- 7.–8. remote side --------------------------------------------------------------------
         for j in range(k):
-            a = d[j] + draw(index, table, D_DELIVERY, rng)
+            x, rs, ok = fast_draw(dk, da, db, rs)
+            if not ok:
+                x, rs = sample(index, table, slot[D_DELIVERY], rs)
+            a = d[j] + x
             if cls[j] == CLS_REMOTE:
-                a += draw(index, table, D_CROSS_SOCKET, rng)
-            u = rng.random()
+                x, rs, ok = fast_draw(xk, xa, xb, rs)
+                if not ok:
+                    x, rs = sample(index, table, slot[D_CROSS_SOCKET], rs)
+                a += x
+            u, rs = uniform(rs)
             wait = 0.0
             if u < f_irq:
-                wait = draw_residual(index, table, D_IRQ_OFF_LEN, rng)
+                wait, rs = sample_residual(index, table, slot[D_IRQ_OFF_LEN], rs)
             elif u < f_idle:
-                wait = draw(index, table, D_IDLE_EXIT, rng)
+                wait, rs = sample(index, table, slot[D_IDLE_EXIT], rs)
             elif u < f_vcpu:
-                wait = draw_residual(index, table, D_VCPU_LEN, rng)
-            h[j] = a + wait + draw(index, table, D_IRQ_ENTRY, rng)
-            c[j] = h[j] + _handler_work(index, table, is_tlb, pages, full, rng) + transfer[cls[j]]
+                wait, rs = sample_residual(index, table, slot[D_VCPU_LEN], rs)
+            x, rs, ok = fast_draw(ik, ia, ib, rs)
+            if not ok:
+                x, rs = sample(index, table, slot[D_IRQ_ENTRY], rs)
+            h[j] = a + wait + x
+            x, rs, ok = fast_draw(wk, wa, wb, rs)
+            if not ok:
+                x, rs = sample(index, table, wd, rs)
+            c[j] = h[j] + wmul * x + transfer[cls[j]]
 
         # ---- §2 flush-request cost: own read cost, then serialised by arrival at the line -------
         if is_tlb and k > 0:
             two_lines = False
             if placement == PLACE_STACK:
-                offset = 8 * min(int(rng.random() * 8), 7)
-                two_lines = offset + ip[I_INFO_BYTES] > 64
+                u, rs = uniform(rs)
+                offset = 8 * min(int(u * 8), 7)
+                two_lines = offset + info_bytes > 64
             for j in range(k):
                 cost = transfer[cls[j]]
                 if placement == PLACE_STACK:
-                    shared = rng.random() < fp[F_FALSE_SHARING]
-                    if two_lines and rng.random() < fp[F_FALSE_SHARING]:
-                        shared = True
+                    u, rs = uniform(rs)
+                    shared = u < false_sharing
+                    if two_lines:
+                        u, rs = uniform(rs)
+                        if u < false_sharing:
+                            shared = True
                     if shared:
                         cost += transfer[cls[j]]
-                if placement != PLACE_PERCPU and rng.random() < fp[F_TLB_MISS]:
-                    cost += draw(index, table, D_PAGE_WALK, rng)
+                if placement != PLACE_PERCPU:
+                    u, rs = uniform(rs)
+                    if u < tlb_miss:
+                        x, rs = sample(index, table, slot[D_PAGE_WALK], rs)
+                        cost += x
                 own[j] = cost
-                p = j  # insertion sort by h: nearly sorted already (d increases along the order)
-                while p > 0 and h[order[p - 1]] > h[j]:
-                    order[p] = order[p - 1]
-                    p -= 1
-                order[p] = j
+            # order[r] = index of the r-th read by arrival h (stable: ties keep target order)
+            if k <= _RANK_SORT_MAX:
+                for j in range(k):  # stable ranks from the k(k−1)/2 pairs, branch-free
+                    hj = h[j]
+                    r = 0
+                    for i in range(j):
+                        before = np.int64(h[i] <= hj)  # i reads before j
+                        r += before
+                        rank[i] += 1 - before
+                    rank[j] = r
+                for j in range(k):
+                    order[rank[j]] = j
+            else:
+                for j in range(k):  # insertion sort: h is nearly sorted (d grows along the order)
+                    hj = h[j]
+                    p = j
+                    while p > 0 and h_sorted[p - 1] > hj:  # keys kept in order: no indirect loads
+                        h_sorted[p] = h_sorted[p - 1]
+                        order[p] = order[p - 1]
+                        p -= 1
+                    h_sorted[p] = hj
+                    order[p] = j
             prev = -math.inf
             for r in range(k):
                 j = order[r]
-                done = max(h[j] + own[j], prev + fp[F_SERIALIZE])
+                done = max(h[j] + own[j], prev + serialize)
                 prev = done
                 info = done - h[j]
                 c[j] += info
-                _record(counts, sums, H_INFO_COST, info, ip)
+                info_counts[bucket(info, shift, base, overflow)] += 1
+                info_sum += info
 
         # ---- 9. wait loop -------------------------------------------------------------------------
         o = s_l
         for j in range(k):
             o = max(o, c[j]) + transfer[cls[j]]
-            _record(counts, sums, H_REMOTE_WAIT, c[j] - d[j], ip)
+            v = c[j] - d[j]
+            wait_counts[bucket(v, shift, base, overflow)] += 1
+            wait_sum += v
         t_end = o
         _record(counts, sums, H_CALL, t_end, ip)
         _record(counts, sums, H_WAIT_TAIL, t_end - s_l, ip)
 
         # ---- §3 policies on the same timeline ---------------------------------------------------
-        u = rng.random()
+        u, rs = uniform(rs)
         ctx = CTX_PREEMPTIBLE if u < fp[F_CALLER_PRE] else (
             CTX_SPINLOCK if u < fp[F_CALLER_PRE] + fp[F_CALLER_SPIN] else CTX_PREEMPT_DISABLED
         )
-        allow = kernel_preemptible and not waits_pinned and (
-            ctx == CTX_PREEMPTIBLE or (ctx == CTX_SPINLOCK and preemption == PREEMPT_RT)
-        )
-        sleepable = kernel_preemptible and not waits_pinned and ctx == CTX_PREEMPTIBLE
-        alloc_failed = rng.random() < fp[F_ALLOC_FAIL]
+        u, rs = uniform(rs)
+        alloc_failed = u < fp[F_ALLOC_FAIL]
         spin = 0.0
         if reentry:
-            if aux.random() < lam * fp[F_REENTRY_SCALE]:
-                b = pick_row(wait_tail_cum.reshape(-1, 1), 0, wait_tail_cum.shape[0], 0, aux.random())
-                lo = edges[b]
-                hi = edges[b + 1]
-                biased = math.sqrt(lo * lo + aux.random() * (hi * hi - lo * lo))
-                spin = biased * aux.random()
-        g = group_of[s]
-        for i in range(n_pol):
-            pol = policies[i]
-            if not kernel_preemptible or pol == POL_PREEMPT_OFF:
-                p_off = t_end
-                hp = t_end
-            elif pol == POL_PREEMPTIBLE_WAIT:
-                p_off = s_l + spin if allow else t_end
-                hp = p_off
-            elif pol == POL_ATOMIC_ALLOC:
-                p_off = (s_l + spin if allow and not alloc_failed else t_end + (spin if allow else 0.0)) + fp[F_ALLOC_NS]
-                hp = p_off
-            else:
-                if sleepable:
-                    p_off = s_l + fp[F_RLOCK_NS] + spin
-                    hp = t_end + fp[F_RLOCK_NS] + spin
-                else:
-                    p_off = t_end + fp[F_RLOCK_NS]
-                    hp = p_off
-            row = N_FIXED_HISTS + 2 * (g * n_pol + i)
-            _record(counts, sums, row, p_off, ip)
-            _record(counts, sums, row + 1, hp, ip)
-            if keep:
-                samples[it, N_SAMPLE_COLS + i] = p_off
-                samples[it, N_SAMPLE_COLS + n_pol + i] = hp
+            spin, xs = _spin(xs, lam * fp[F_REENTRY_SCALE], tail_rows, edges)
+        _policies(counts, sums, samples, it, ip, fp, policies, group_of[s], ctx, alloc_failed, s_l, t_end, spin)
+        if tracing:
+            trace[it, TR_SL] = s_l
+            trace[it, TR_T] = t_end
+            trace[it, TR_CODE] = s * 8 + ctx * 2 + alloc_failed
         if keep:
             samples[it, S_SENDER] = s
             samples[it, S_TARGETS] = k
@@ -311,3 +458,47 @@ def run_chunk(
             samples[it, S_T] = t_end
             samples[it, S_SPIN] = spin
             samples[it, S_CONTEXT] = ctx
+    sums[H_REMOTE_WAIT] = wait_sum
+    sums[H_INFO_COST] = info_sum
+    state[0, 0], state[0, 1], state[0, 2], state[0, 3] = rs
+    state[1, 0], state[1, 1], state[1, 2], state[1, 3] = xs
+
+
+@kernel
+def replay_policies(
+    n_fanouts: int,
+    ip: np.ndarray,
+    fp: np.ndarray,
+    group_of: np.ndarray,
+    rate_hz: np.ndarray,
+    policies: np.ndarray,
+    wait_tail_cum: np.ndarray,
+    edges: np.ndarray,
+    aux_state: np.ndarray,
+    trace: np.ndarray,
+    counts: np.ndarray,
+    sums: np.ndarray,
+) -> None:
+    """The second pass of a pilot chunk, from its first pass's ``trace``: the policy rows only.
+
+    The re-entry spin is drawn from the auxiliary stream alone, so a pilot chunk's second pass
+    repeats its first pass except in the policy rows. This redoes exactly those rows, drawing the
+    spins from ``aux_state`` (``uint64[4]``, the chunk's auxiliary stream) as :func:`run_chunk`
+    does, in fan-out order, so counts and sums equal a full second :func:`run_chunk` bit for bit.
+    Rows below ``N_FIXED_HISTS`` are left alone (take them from the first pass).
+    """
+    tail_rows = wait_tail_cum.reshape(-1, 1)
+    reentry = ip[I_REENTRY] == 1 and wait_tail_cum.shape[0] > 0
+    no_samples = np.zeros((0, 1))
+    xs = (aux_state[0], aux_state[1], aux_state[2], aux_state[3])
+    for it in range(n_fanouts):
+        code = int(trace[it, TR_CODE])
+        s = code >> 3
+        spin = 0.0
+        if reentry:
+            spin, xs = _spin(xs, rate_hz[s] * fp[F_REENTRY_SCALE], tail_rows, edges)
+        _policies(
+            counts, sums, no_samples, it, ip, fp, policies, group_of[s], (code >> 1) & 3,
+            (code & 1) == 1, trace[it, TR_SL], trace[it, TR_T], spin,
+        )  # fmt: skip
+    aux_state[0], aux_state[1], aux_state[2], aux_state[3] = xs

@@ -8,6 +8,12 @@ Exact length-biased draws used by :func:`draw_residual` (density ``x f(x) / m``)
 - exponential: its residual is the same exponential (memorylessness), drawn directly;
 - lognormal(μ, σ): lognormal(μ + σ², σ);  gamma(k, θ): gamma(k + 1, θ);
 - weibull(λ, k): ``λ G^{1/k}`` with ``G ~ Gamma(1 + 1/k)``;  pareto(s, α): pareto(s, α − 1).
+
+Two twins of every sampler: :func:`draw` / :func:`draw_residual` take a NumPy ``Generator``;
+:func:`sample` / :func:`sample_residual` (what the fan-out kernel uses) take and return the
+register state of :mod:`mcsmp.kernels.rng`. They apply the same transforms to the same calls in
+the same order, so with ``Generator(SFC64(ss))`` and ``rng.seed_state(ss)`` they return the same
+values bit for bit (tests/test_sampler_tails.py); keep them in step.
 """
 
 from __future__ import annotations
@@ -16,9 +22,21 @@ import math
 
 import numpy as np
 
-from .._jit import kernel
+from .._jit import inline_kernel, kernel
+from .rng import exponential, gamma, normal, uniform
 
-__all__ = ["draw", "draw_residual", "pick_row"]
+__all__ = [
+    "FAST_CONST",
+    "FAST_LOGNORMAL",
+    "FAST_OTHER",
+    "draw",
+    "draw_residual",
+    "fast_draw",
+    "fast_params",
+    "pick_row",
+    "sample",
+    "sample_residual",
+]
 
 # Family codes and column layout: keep in step with mcsmp.distributions.
 _CONST, _UNIFORM, _EXPONENTIAL, _LOGNORMAL, _GAMMA, _WEIBULL, _PARETO = range(7)
@@ -98,3 +116,121 @@ def draw_residual(index: np.ndarray, table: np.ndarray, dist: int, rng: np.rando
     else:  # pareto with alpha − 1: scale · exp(E / (alpha − 1))
         biased = a * math.exp(rng.standard_exponential() * table[row, _C])
     return biased * rng.random()
+
+
+# ---- register-state twins (the fan-out kernel's samplers) -----------------------------------
+
+
+@kernel
+def _sample_row_other(table: np.ndarray, row: int, fam: int, s):  # type: ignore[no-untyped-def]
+    """:func:`_draw_row` for the families other than const and lognormal."""
+    a = table[row, _A]
+    b = table[row, _B]
+    if fam == _UNIFORM:
+        u, s = uniform(s)
+        return a + (b - a) * u, s
+    if fam == _EXPONENTIAL:
+        e, s = exponential(s)
+        return a * e, s
+    if fam == _GAMMA:
+        g, s = gamma(s, a)
+        return b * g, s
+    if fam == _WEIBULL:
+        e, s = exponential(s)
+        return a * e ** table[row, _C], s
+    e, s = exponential(s)  # pareto(scale a, 1/alpha in b): scale · exp(E / alpha)
+    return a * math.exp(e * b), s
+
+
+@kernel
+def _pick(table: np.ndarray, first: int, count: int, column: int, s):  # type: ignore[no-untyped-def]
+    u, s = uniform(s)
+    return pick_row(table, first, count, column, u), s
+
+
+@kernel  # a call, not inlined: the kernel's hot draws go through fast_draw (compile time)
+def sample(index: np.ndarray, table: np.ndarray, dist: int, s):  # type: ignore[no-untyped-def]
+    """:func:`draw` on register state: ``(value, state)``."""
+    row = index[dist, 0]
+    if index[dist, 1] > 1:
+        row, s = _pick(table, row, index[dist, 1], _CUM, s)
+    fam = int(table[row, _FAMILY])
+    if fam == _CONST:
+        return table[row, _A], s
+    if fam == _LOGNORMAL:
+        z, s = normal(s)
+        return math.exp(table[row, _A] + table[row, _B] * z), s
+    return _sample_row_other(table, row, fam, s)
+
+
+@kernel
+def sample_residual(index: np.ndarray, table: np.ndarray, dist: int, s):  # type: ignore[no-untyped-def]
+    """:func:`draw_residual` on register state: ``(value, state)``."""
+    first = index[dist, 0]
+    count = index[dist, 1]
+    row = first
+    if count > 1:
+        row, s = _pick(table, first, count, _CUM_RES, s)
+    fam = int(table[row, _FAMILY])
+    a = table[row, _A]
+    b = table[row, _B]
+    if fam == _EXPONENTIAL:
+        e, s = exponential(s)
+        return a * e, s
+    if fam == _CONST:
+        biased = a
+    elif fam == _UNIFORM:
+        u, s = uniform(s)
+        biased = math.sqrt(a * a + u * (b * b - a * a))
+    elif fam == _LOGNORMAL:
+        z, s = normal(s)
+        biased = math.exp(table[row, _C] + b * z)
+    elif fam == _GAMMA:
+        g, s = gamma(s, a + 1.0)
+        biased = b * g
+    elif fam == _WEIBULL:
+        inv_k = table[row, _C]
+        g, s = gamma(s, 1.0 + inv_k)
+        biased = a * g**inv_k
+    else:  # pareto with alpha − 1
+        e, s = exponential(s)
+        biased = a * math.exp(e * table[row, _C])
+    u, s = uniform(s)
+    return biased * u, s
+
+
+# Fast paths: the kernel reads each slot's (kind, a, b) once per chunk into locals, so the hot
+# loops draw constants and plain lognormals without touching the table (loads from the table
+# cannot be hoisted past the kernel's stores; measured +10 ns per target). fast_draw takes no
+# array on purpose: Numba-IR inlining a function with array arguments leaves a reference-count
+# increment and decrement (two atomic operations) around every call (measured: 45 % of the draw
+# floor), so the rare fallback to sample() is written at the call site:
+#     x, s, ok = fast_draw(kind, a, b, s)
+#     if not ok:
+#         x, s = sample(index, table, dist, s)
+FAST_CONST, FAST_LOGNORMAL, FAST_OTHER = 0, 1, 2
+
+
+@kernel
+def fast_params(index: np.ndarray, table: np.ndarray, dist: int) -> tuple[int, float, float]:
+    """``(kind, a, b)`` of distribution ``dist`` for :func:`fast_draw`."""
+    row = index[dist, 0]
+    if index[dist, 1] == 1:
+        fam = int(table[row, _FAMILY])
+        if fam == _CONST:
+            return FAST_CONST, table[row, _A], 0.0
+        if fam == _LOGNORMAL:
+            return FAST_LOGNORMAL, table[row, _A], table[row, _B]
+    return FAST_OTHER, 0.0, 0.0
+
+
+@inline_kernel
+def fast_draw(kind: int, a: float, b: float, s):  # type: ignore[no-untyped-def]
+    """``(value, state, True)`` as :func:`sample` would draw it, for the fast kinds; else
+    ``(0.0, state, False)`` with the state untouched (the caller then calls :func:`sample`)."""
+    if kind == FAST_CONST:
+        return a, s, True
+    if kind == FAST_LOGNORMAL:
+        z, s = normal(s)
+        return math.exp(a + b * z), s, True
+    return 0.0, s, False
