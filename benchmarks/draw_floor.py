@@ -208,17 +208,9 @@ def draw_only(  # type: ignore[no-untyped-def]
         acc ^= float_bits(u)
         u, rs = uniform(rs)
         acc ^= float_bits(u)
-        if reentry:
-            u, xs = uniform(xs)
-            if u < lam * fp[K.F_REENTRY_SCALE]:
-                u, xs = uniform(xs)
-                b = pick_row(tail_rows, 0, wait_tail_cum.shape[0], 0, u)
-                lo = edges[b]
-                hi = edges[b + 1]
-                u, xs = uniform(xs)
-                biased = math.sqrt(lo * lo + u * (hi * hi - lo * lo))
-                u, xs = uniform(xs)
-                acc ^= float_bits(biased * u)
+        if reentry:  # the spin is nothing but draws: the kernel's own function
+            spin, xs = K._spin(xs, lam * fp[K.F_REENTRY_SCALE], tail_rows, edges)
+            acc ^= float_bits(spin)
     state[0, 0], state[0, 1], state[0, 2], state[0, 3] = rs
     state[1, 0], state[1, 1], state[1, 2], state[1, 3] = xs
     return acc

@@ -12,9 +12,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
+from mcsmp.distributions import Dist, encode, parse_dist
 from mcsmp.params import Params, apply_override, build_params, load_raw
 
 __all__ = ["ZERO_BASE", "build_zero_params"]
@@ -92,3 +94,17 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"numba {numba.__version__}, llvmlite {llvmlite.__version__}, "
         f"numpy {numpy.__version__}, scipy {scipy.__version__}"
     ]
+
+
+# Neighbours encoded around a distribution under test, so a sampler that reads the wrong rows of
+# the table (index offsets, cumulative-weight ranges) draws the wrong distribution.
+_NEIGHBOURS = (
+    parse_dist({"dist": "choice", "values": [1e9, 2e9], "weights": [0.5, 0.5]}, "left"),
+    parse_dist({"dist": "lognormal", "median": 1e9, "sigma": 0.1}, "right"),
+)
+
+
+def encoded_between_neighbours(d: Dist) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(index, table, slot)`` of ``d`` encoded between two unrelated distributions."""
+    index, table = encode([_NEIGHBOURS[0], d, _NEIGHBOURS[1]])
+    return index, table, 1

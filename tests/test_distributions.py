@@ -31,10 +31,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import encoded_between_neighbours as _encoded
 from scipy import integrate, optimize, special, stats
 
 from mcsmp._jit import kernel
-from mcsmp.distributions import Dist, encode, parse_dist
+from mcsmp.distributions import Dist, parse_dist
 from mcsmp.errors import ParamError
 from mcsmp.kernels.sampling import draw, draw_residual
 
@@ -60,17 +61,6 @@ def _count_above(index, table, dist, rng, n, thresholds, residual, counts):  # t
                 counts[j] += 1
 
 
-# Neighbours encoded around the distribution under test, so a sampler that reads the wrong rows
-# of the table (index offsets, cumulative-weight ranges) draws the wrong distribution.
-_NEIGHBOURS = (
-    parse_dist({"dist": "choice", "values": [1e9, 2e9], "weights": [0.5, 0.5]}, "left"),
-    parse_dist({"dist": "lognormal", "median": 1e9, "sigma": 0.1}, "right"),
-)
-
-
-def _encoded(d: Dist) -> tuple[np.ndarray, np.ndarray, int]:
-    index, table = encode([_NEIGHBOURS[0], d, _NEIGHBOURS[1]])
-    return index, table, 1
 
 
 def sample(d: Dist, n: int, seed: int, residual: bool = False) -> np.ndarray:

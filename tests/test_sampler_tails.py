@@ -27,11 +27,12 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from conftest import encoded_between_neighbours as _encoded
 from numba.np.random._constants import ziggurat_exp_r, ziggurat_nor_r
 from scipy import optimize, stats
 
 from mcsmp._jit import kernel
-from mcsmp.distributions import Dist, encode, parse_dist
+from mcsmp.distributions import Dist, parse_dist
 from mcsmp.kernels import rng as R
 from mcsmp.kernels.sampling import draw, draw_residual, fast_draw, fast_params, sample, sample_residual
 
@@ -143,17 +144,6 @@ def _state(seed: int) -> np.ndarray:
     return R.seed_state(np.random.SeedSequence(seed))
 
 
-# Neighbours around the distribution under test (as in test_distributions.py), so reading the
-# wrong rows of the table would draw the wrong distribution.
-_NEIGHBOURS = (
-    parse_dist({"dist": "choice", "values": [1e9, 2e9], "weights": [0.5, 0.5]}, "left"),
-    parse_dist({"dist": "lognormal", "median": 1e9, "sigma": 0.1}, "right"),
-)
-
-
-def _encoded(d: Dist) -> tuple[np.ndarray, np.ndarray, int]:
-    index, table = encode([_NEIGHBOURS[0], d, _NEIGHBOURS[1]])
-    return index, table, 1
 
 
 # ---------------------------------------------------------------------------------------------
