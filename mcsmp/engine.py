@@ -210,14 +210,17 @@ def _wait_tail_table(hist: Histogram) -> tuple[np.ndarray, float]:
     return cum, hist.mean * 1e-9  # ρ_w = λ[Hz] · E[T − S_L][ns] · 1e-9
 
 
-def _check_reentry(model: CompiledModel, scale: float) -> None:
-    """ρ_w = λ · E[T − S_L] is a probability: at ≥ 1 every call would overlap an outstanding wait."""
+def _wait_tail(model: CompiledModel, tail: Histogram) -> WaitTail:
+    """The second-pass table from the first pass's ``T − S_L`` histogram, checked: ρ_w = λ · E[T − S_L]
+    is a probability, and at ≥ 1 every call would overlap an outstanding wait."""
+    cum, scale = _wait_tail_table(tail)
     rate = float(model.rate_hz.max())
     if rate * scale >= 1.0:
         raise OverloadError(
             f"a CPU is overloaded by re-entry: workload.rate_hz {rate:g} Hz x E[T - S_L] {scale * 1e9:.4g} ns "
             f"= {rate * scale:.3g} >= 1, calls overlap each other's waits (lower the rate or set policy.reentry: off)"
         )
+    return WaitTail(cum, scale, tail.mean)
 
 
 def run_point(
@@ -238,31 +241,29 @@ def run_point(
     own_pool = pool is None
     pool = pool or ThreadPoolExecutor(max_workers=threads or default_threads())
     try:
-        wait_tail: tuple[np.ndarray, float] = (np.zeros(0), 0.0)
-        wait_tail_mean = 0.0
+        wait_tail = NO_WAIT_TAIL
         warm_up(model)
         replay: list[int] = []
         main = wanted
         first = None
         if model.needs_reentry:
-            pilot = list(range(min(PILOT_CHUNKS, len(sizes))))
+            pilot = pilot_chunks(params, model)
             # A pilot chunk's second pass differs from its first only in the policy rows (the
             # spin comes from the auxiliary stream): keep a trace of the first pass and redo just
             # those rows (replay_policies), bit-identical to running the chunk again.
             if not keep_samples:
                 replay = [c for c in pilot if c in set(wanted)]
                 main = [c for c in wanted if c not in set(replay)]
-            first = _run_all(params, model, pilot, sizes, wait_tail, False, pool, None, threads, set(replay))
+            first = _run_all(params, model, pilot, sizes, (wait_tail.cum, wait_tail.scale), False, pool, None,
+                             threads, set(replay))  # fmt: skip
             total = 0.0
             for chunk in sorted(first.sums):
                 total += float(first.sums[chunk][K.H_WAIT_TAIL])
-            tail = Histogram(model.layout, first.counts[K.H_WAIT_TAIL].copy(), total)
-            wait_tail = _wait_tail_table(tail)
-            _check_reentry(model, wait_tail[1])
-            wait_tail_mean = tail.mean
+            wait_tail = _wait_tail(model, Histogram(model.layout, first.counts[K.H_WAIT_TAIL].copy(), total))
         traces = first.traces if first is not None else {}
-        replays = [pool.submit(_replay_one, params, model, c, traces[c], wait_tail) for c in replay]
-        outs = _run_all(params, model, main, sizes, wait_tail, keep_samples, pool, progress, threads)
+        table = (wait_tail.cum, wait_tail.scale)
+        replays = [pool.submit(_replay_one, params, model, c, traces[c], table) for c in replay]
+        outs = _run_all(params, model, main, sizes, table, keep_samples, pool, progress, threads)
         for c, fut in zip(replay, replays, strict=True):
             assert first is not None
             counts, sums = fut.result()
@@ -279,7 +280,7 @@ def run_point(
     samples = np.concatenate(outs.samples) if keep_samples and outs.samples else None
     return PointResult(
         params, model, outs.counts, outs.sums, outs.fanouts,
-        wait_tail_mean, time.perf_counter() - start, samples,
+        wait_tail.mean, time.perf_counter() - start, samples,
     )  # fmt: skip
 
 
@@ -407,10 +408,7 @@ def pilot_chunks(params: Params, model: CompiledModel) -> list[int]:
 
 def wait_tail_of(pilot: PointResult) -> WaitTail:
     """The second-pass table from a first-pass result over :func:`pilot_chunks` (as run_point)."""
-    tail = pilot.histogram(K.H_WAIT_TAIL)
-    cum, scale = _wait_tail_table(tail)
-    _check_reentry(pilot.model, scale)
-    return WaitTail(cum, scale, tail.mean)
+    return _wait_tail(pilot.model, pilot.histogram(K.H_WAIT_TAIL))
 
 
 def run_chunks(
