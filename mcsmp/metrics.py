@@ -243,11 +243,7 @@ def compute_metrics(result: PointResult) -> list[MetricRow]:
                     for cpu in cpus:
                         rows.append(MetricRow("exceed_count", policy, cpu, label, vals[0], vals[1], vals[2], hp.n))
 
-                # wakeup_ns: residual of the section the instant falls in, plus a context switch
-                idle = 1.0 - rho - sum(bg_rho)
-                base = idle + sum(r * res for r, res in zip(bg_rho, bg_res, strict=True)) if bg else idle
-                x = edges + params.costs.context_switch_ns
-                wake = _Curve(x, base + rho * fe, base + rho * fe_lo, base + rho * fe_hi)
+                wake = _wakeup_curve(params, edges, rho, (fe, fe_lo, fe_hi), bg_rho, bg_res)
                 for cpu in cpus:
                     rows += _rows_from_curve("wakeup_ns", policy, cpu, wake, qs, hp.n)
 
@@ -290,10 +286,23 @@ def wakeup_cdf(result: PointResult, policy: str, group: int = 0) -> tuple[np.nda
         sp, rho = _Sampled(Histogram.empty(model.layout)), 0.0
     else:
         sp, rho = _Sampled(hp), model.group_rates[group] * hp.mean / NS_PER_S
-    fe, fe_lo, fe_hi = sp.residual()
-    idle = 1.0 - rho - sum(bg_rho)
-    base = idle + sum(r * res for r, res in zip(bg_rho, bg_res, strict=True)) if bg else idle
-    return edges + params.costs.context_switch_ns, base + rho * fe, base + rho * fe_lo, base + rho * fe_hi
+    wake = _wakeup_curve(params, edges, rho, sp.residual(), bg_rho, bg_res)
+    return wake.x, wake.cdf, wake.lo, wake.hi
+
+
+def _wakeup_curve(
+    params: Params,
+    edges: np.ndarray,
+    rho: float,
+    residual: tuple[np.ndarray, np.ndarray, np.ndarray],
+    bg_rho: Sequence[float],
+    bg_res: Sequence[np.ndarray],
+) -> _Curve:
+    """``wakeup_ns`` (MODEL §4): the residual of the section a random instant falls in (a call's,
+    with probability ρ, or a background source's), plus a context switch."""
+    fe, fe_lo, fe_hi = residual
+    base = 1.0 - rho - sum(bg_rho) + sum((r * res for r, res in zip(bg_rho, bg_res, strict=True)), np.zeros_like(edges))
+    return _Curve(edges + params.costs.context_switch_ns, base + rho * fe, base + rho * fe_lo, base + rho * fe_hi)
 
 
 def _check_load(
