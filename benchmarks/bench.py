@@ -40,11 +40,14 @@ import draw_floor  # noqa: E402
 import numpy_reference  # noqa: E402
 
 from mcsmp import __version__  # noqa: E402
-from mcsmp.engine import STREAM_SCHEME, default_threads, run_point, warm_up  # noqa: E402
-from mcsmp.kernels import fanout as K  # noqa: E402
-from mcsmp.model import compile_model  # noqa: E402
-from mcsmp.params import Params, load_raw  # noqa: E402
-from mcsmp.sweep import expand  # noqa: E402
+from mcsmp.config import (  # noqa: E402
+    Params,
+    expand,  # noqa: E402
+    load_raw,
+)
+from mcsmp.sim import run_point  # noqa: E402
+from mcsmp.sim.engine import STREAM_SCHEME, default_threads, warm_up  # noqa: E402
+from mcsmp.sim.model import compile_model  # noqa: E402
 
 STUDY = ROOT / "params" / "16core.yaml"
 
@@ -90,7 +93,7 @@ def throughput(params: Params, threads: list[int], repeats: int) -> dict[str, An
             result = run_point(params, threads=t, model=model)
             times[t].append(time.perf_counter() - t0)
     assert result is not None
-    targets = result.histogram(K.H_REMOTE_WAIT).n
+    targets = result.histogram("remote_wait_ns").n
     med = {t: statistics.median(v) for t, v in times.items()}
     out = {
         "fanouts": result.fanouts,
@@ -146,9 +149,9 @@ def scaling(cpus_list: list[int], target_samples: int, repeats: int) -> list[dic
 # carries the parent's peak over into a vfork()ed child's ru_maxrss across execve.
 CHILD_RSS = r"""
 import json, sys, time
-from mcsmp.engine import run_point
-from mcsmp.params import load_raw
-from mcsmp.sweep import expand
+from mcsmp.sim import run_pointNone
+from mcsmp.config import load_raw
+from mcsmp.config import expand
 path, index, samples, sets = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
 params = expand(load_raw(path), sets + [f"samples={samples}"])[index].params
 t0 = time.perf_counter()
@@ -161,9 +164,9 @@ print(json.dumps({"maxrss_kb": hwm, "fanouts": res.fanouts, "seconds": seconds})
 CHILD_FIRST = r"""
 import sys, time
 t0 = time.perf_counter()
-from mcsmp.engine import run_point
-from mcsmp.params import load_raw
-from mcsmp.sweep import expand
+from mcsmp.sim import run_pointNone
+from mcsmp.config import load_raw
+from mcsmp.config import expand
 params = expand(load_raw(sys.argv[1]), ["samples=1000"])[int(sys.argv[2])].params
 run_point(params, threads=1)
 print(time.perf_counter() - t0)

@@ -26,13 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from mcsmp._jit import kernel
-from mcsmp.engine import _streams, chunk_sizes, warm_up
-from mcsmp.kernels import fanout as K
+from mcsmp.config import Params
+from mcsmp.kernels import codes as K
+from mcsmp.kernels.fanout import _spin as reentry_spin  # the kernel's own spin draw, measured as is
+from mcsmp.kernels.fanout import run_chunk
 from mcsmp.kernels.histo import float_bits
 from mcsmp.kernels.rng import exponential, normal, uniform
 from mcsmp.kernels.sampling import fast_draw, fast_params, pick_row, sample, sample_residual
-from mcsmp.model import CompiledModel, compile_model
-from mcsmp.params import Params
+from mcsmp.sim.engine import chunk_sizes, stream_states, warm_up
+from mcsmp.sim.model import CompiledModel, compile_model
 
 __all__ = ["check_same_draws", "draw_only", "floor_seconds", "primitive_costs"]
 
@@ -209,7 +211,7 @@ def draw_only(  # type: ignore[no-untyped-def]
         u, rs = uniform(rs)
         acc ^= float_bits(u)
         if reentry:  # the spin is nothing but draws: the kernel's own function
-            spin, xs = K._spin(xs, lam * fp[K.F_REENTRY_SCALE], tail_rows, edges)
+            spin, xs = reentry_spin(xs, lam * fp[K.F_REENTRY_SCALE], tail_rows, edges)
             acc ^= float_bits(spin)
     state[0, 0], state[0, 1], state[0, 2], state[0, 3] = rs
     state[1, 0], state[1, 1], state[1, 2], state[1, 3] = xs
@@ -225,7 +227,7 @@ def _fp(model: CompiledModel, scale: float) -> np.ndarray:
 def _kernel_chunk(model: CompiledModel, n: int, state: np.ndarray, tail: np.ndarray, scale: float) -> None:
     counts = np.zeros((model.n_hists, model.layout.n_buckets), dtype=np.int64)
     samples = np.zeros((0, K.N_SAMPLE_COLS + 2 * len(model.policies)))
-    K.run_chunk(
+    run_chunk(
         n, model.ip, _fp(model, scale), model.index, model.table, model.rate_cum, model.rate_hz,
         model.group_of, model.policies, tail, model.layout.edges, state, counts,
         np.zeros(model.n_hists), samples, np.zeros((0, K.N_TRACE_COLS)),
@@ -245,7 +247,7 @@ def check_same_draws(params: Params, n: int = 4096, tail: np.ndarray | None = No
     """True when ``draw_only`` and ``run_chunk`` leave both streams in the same state."""
     model = compile_model(params)
     tail = np.zeros(0) if tail is None else tail
-    a, b = _streams(params, 0), _streams(params, 0)
+    a, b = stream_states(params.seed, params.stream_key, 0), stream_states(params.seed, params.stream_key, 0)
     _kernel_chunk(model, n, a, tail, scale)
     _floor_chunk(model, n, b, tail, scale)
     return bool(np.array_equal(a, b))
@@ -261,14 +263,14 @@ def floor_seconds(params: Params, chunks: int = 4, repeats: int = 5) -> tuple[fl
     warm_up(model)
     n = chunk_sizes(max(params.samples, 1))[0]
     tail = np.zeros(0)
-    _floor_chunk(model, 16, _streams(params, 0), tail, 0.0)
+    _floor_chunk(model, 16, stream_states(params.seed, params.stream_key, 0), tail, 0.0)
     targets = 0
     floors, kernels = [], []
     for _ in range(repeats):
         for which in ("floor", "kernel"):
             t0 = time.thread_time()
             for c in range(chunks):
-                st = _streams(params, c)
+                st = stream_states(params.seed, params.stream_key, c)
                 if which == "floor":
                     _floor_chunk(model, n, st, tail, 0.0)
                 else:
@@ -282,9 +284,9 @@ def floor_seconds(params: Params, chunks: int = 4, repeats: int = 5) -> tuple[fl
 def _targets_per_chunk(params: Params, model: CompiledModel, n: int) -> int:
     counts = np.zeros((model.n_hists, model.layout.n_buckets), dtype=np.int64)
     samples = np.zeros((0, K.N_SAMPLE_COLS + 2 * len(model.policies)))
-    K.run_chunk(
+    run_chunk(
         n, model.ip, model.fp.copy(), model.index, model.table, model.rate_cum, model.rate_hz,
-        model.group_of, model.policies, np.zeros(0), model.layout.edges, _streams(params, 0),
+        model.group_of, model.policies, np.zeros(0), model.layout.edges, stream_states(params.seed, params.stream_key, 0),
         counts, np.zeros(model.n_hists), samples, np.zeros((0, K.N_TRACE_COLS)),
     )  # fmt: skip
     return int(counts[K.H_REMOTE_WAIT].sum())
@@ -327,8 +329,7 @@ def primitive_costs(n: int = 5_000_000, repeats: int = 5) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> int:
-    from mcsmp.params import load_raw
-    from mcsmp.sweep import expand
+    from mcsmp.config import expand, load_raw
 
     path = argv[0] if argv else str(Path(__file__).resolve().parents[1] / "params" / "16core.yaml")
     point = int(argv[1]) if len(argv) > 1 else 0

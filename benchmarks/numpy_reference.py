@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mcsmp.distributions import Dist
-from mcsmp.params import POLICIES, Params
-from mcsmp.stats import Layout
+from mcsmp.config import POLICIES, Params
+from mcsmp.dists import Dist
+from mcsmp.sim.histogram import Layout
 
 __all__ = ["ReferenceResult", "draw", "residual", "simulate"]
 
@@ -310,8 +310,7 @@ def simulate(params: Params, fanouts: int, seed: int = 0, block: int = 8192, kee
 if __name__ == "__main__":  # pragma: no cover - manual use
     import sys
 
-    from mcsmp.params import load_raw
-    from mcsmp.sweep import expand
+    from mcsmp.config import expand, load_raw
 
     pts = expand(load_raw(sys.argv[1] if len(sys.argv) > 1 else "params/16core.yaml"), ["policy.reentry=off"])
     out = simulate(pts[0].params, 200_000)

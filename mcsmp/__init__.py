@@ -1,8 +1,38 @@
-"""mcsmp: Monte Carlo latency estimator for Linux kernel IPI fan-outs.
+"""mcsmp: Monte Carlo latency estimator for Linux kernel IPI fan-outs and TLB shootdowns.
 
-See ``MODEL.md`` (shipped in the shared model contract) for what is estimated, and the README for
-the command line.
+What is estimated is specified in ``docs/model.md``; the command line is described in the
+README. The public API (the command line is built on it)::
+
+    import mcsmp
+    params = mcsmp.load("params/smoke.yaml")     # or a preset name: mcsmp.load("16core")
+    result = mcsmp.run(params, samples=20000)    # one sweep point -> mcsmp.Result
+    result.to_frame()                            # tidy rows, as summary.csv (needs pandas)
+    mcsmp.sweep(params, out="results/smoke")     # every point, into a sweep folder
+
+The layers, each importing only from those below it: ``kernels`` (compiled, trusted) ←
+``dists`` ← ``config`` ← ``sim`` ← ``metrics`` ← ``io`` ← ``plots`` ← ``sweeps`` / ``fidelity``
+/ ``trace`` ← ``api`` (this package) ← ``cli``.
 """
 
-__version__ = "0.1.0"
-__all__ = ["__version__"]
+from ._version import __version__
+from .api import Result, load, points, presets, run, sweep
+from .config import Params, Point
+from .errors import OverloadError, ParamError, UserError
+from .metrics import METRICS, MetricRow
+
+__all__ = [
+    "METRICS",
+    "MetricRow",
+    "OverloadError",
+    "ParamError",
+    "Params",
+    "Point",
+    "Result",
+    "UserError",
+    "__version__",
+    "load",
+    "points",
+    "presets",
+    "run",
+    "sweep",
+]

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import yaml
 
-from mcsmp.distributions import Dist, encode, parse_dist
-from mcsmp.params import Params, apply_override, build_params, load_raw
+from mcsmp.config import Params, apply_override, build_params, load_raw
+from mcsmp.dists import Dist, encode, parse_dist
 
 __all__ = ["ZERO_BASE", "build_zero_params"]
 

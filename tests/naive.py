@@ -45,8 +45,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from mcsmp.distributions import Dist
-from mcsmp.params import Params, build_params, load_raw
+from mcsmp.config import Params, build_params, load_raw
+from mcsmp.dists import Dist
 
 __all__ = [
     "BLOCK",

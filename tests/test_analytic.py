@@ -33,14 +33,13 @@ import numpy as np
 import pytest
 from scipy import integrate, optimize, stats
 
-from mcsmp import metrics
-from mcsmp import stats as mstats
-from mcsmp.engine import PointResult, run_point
-from mcsmp.kernels import fanout as K
+from mcsmp.config import Params
+from mcsmp.kernels import codes as K
+from mcsmp.metrics import compute as metrics
 from mcsmp.metrics import compute_metrics, quantile_label
-from mcsmp.model import policy_rows
-from mcsmp.params import Params
-from mcsmp.stats import Histogram
+from mcsmp.sim import PointResult, run_point
+from mcsmp.sim.histogram import Histogram
+from mcsmp.sim.model import policy_rows
 
 SAMPLES = 200_000
 MU = 1000.0  # mean delivery (ns)
@@ -110,14 +109,14 @@ def test_exponential_delivery_max_of_k(make_params: MakeParams) -> None:
     k = 4
     params = make_params({"samples": SAMPLES, "workload.mm_cpus": k, "ipi.delivery_ns": exponential(MU)})
     result = run(params)
-    t = result.histogram(K.H_CALL)
+    t = result.histogram("call_ns")
     assert t.n == SAMPLES
     check_quantiles(t, lambda q: -MU * math.log1p(-(q ** (1 / k))), Q_EXP)
     harmonic = sum(1 / j for j in range(1, k + 1))
     check_mean(t, MU * harmonic, MU**2 * sum(1 / j**2 for j in range(1, k + 1)))
     # S_L = 0, so T − S_L is T itself, recorded identically.
     np.testing.assert_array_equal(result.counts[K.H_WAIT_TAIL], result.counts[K.H_CALL])
-    wait = result.histogram(K.H_REMOTE_WAIT)  # delivery to completion = the delivery itself
+    wait = result.histogram("remote_wait_ns")  # delivery to completion = the delivery itself
     assert wait.n == k * SAMPLES
     check_quantiles(wait, lambda q: -MU * math.log1p(-q), Q_EXP)
     check_mean(wait, MU, MU**2)
@@ -139,7 +138,7 @@ def test_send_stagger(make_params: MakeParams) -> None:
     pts = [j * delta for j in range(1, k + 1)]
     m1 = integrate.quad(lambda x: 1 - cdf(x), 0, top, points=pts, limit=200)[0]
     m2 = integrate.quad(lambda x: 2 * x * (1 - cdf(x)), 0, top, points=pts, limit=200)[0]
-    t = run(params).histogram(K.H_CALL)
+    t = run(params).histogram("call_ns")
     check_quantiles(t, quantile, Q_STAGGER)
     check_mean(t, m1, m2 - m1 * m1)
 
@@ -168,7 +167,7 @@ def test_irq_off_residual_wait(make_params: MakeParams) -> None:
         return math.exp(lx)
 
     result = run(params)
-    wait = result.histogram(K.H_REMOTE_WAIT)
+    wait = result.histogram("remote_wait_ns")
     assert wait.n == k * SAMPLES
     check_quantiles(wait, lambda q: solve(wait_cdf, q), Q_IRQ_WAIT)
     # The zero mass and the residuals below 1 ns: the underflow bucket [0, 1).
@@ -178,7 +177,7 @@ def test_irq_off_residual_wait(make_params: MakeParams) -> None:
     r2 = math.exp(3 * mu + 4.5 * sigma**2) / (3 * m)
     check_mean(wait, f * r1, f * r2 - (f * r1) ** 2)
     # T is the largest of the k independent waits.
-    check_quantiles(result.histogram(K.H_CALL), lambda q: solve(lambda x: wait_cdf(x) ** k, q), Q_IRQ_T)
+    check_quantiles(result.histogram("call_ns"), lambda q: solve(lambda x: wait_cdf(x) ** k, q), Q_IRQ_T)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,7 +204,8 @@ def _window_setup(make_params: MakeParams, rate: float, background: bool, qs: tu
 
 def _window_rows(params: Params, monkeypatch: pytest.MonkeyPatch) -> dict[str, metrics.MetricRow]:
     # compute_metrics reports pointwise 95% Wilson bands; widen them to this module's level.
-    monkeypatch.setattr(metrics, "wilson_band", lambda p, n, z=Z: mstats.wilson_band(p, n, z))
+    band = metrics.wilson_band
+    monkeypatch.setattr(metrics, "wilson_band", lambda p, n, z=Z: band(p, n, z))
     rows = compute_metrics(run(params))
     return {r.statistic: r for r in rows if r.metric == "window_max_ns" and r.policy == "preempt_off"}
 
@@ -258,8 +258,8 @@ def test_no_targets_call_is_sender_work(make_params: MakeParams) -> None:
     assert s is not None
     assert np.all(s[:, K.S_TARGETS] == 0)
     np.testing.assert_array_equal(s[:, K.S_T], s[:, K.S_SL])
-    assert result.histogram(K.H_REMOTE_WAIT).n == 0
-    t = result.histogram(K.H_CALL)
+    assert result.histogram("remote_wait_ns").n == 0
+    t = result.histogram("call_ns")
     check_quantiles(t, lambda q: 200.0 - 500.0 * math.log1p(-q), Q_K0)
     check_mean(t, 700.0, 500.0**2)
 
@@ -282,7 +282,7 @@ def test_cluster_mode_number_of_writes(make_params: MakeParams) -> None:
             "workload.mm_cpus": m, "ipi.send_ns": send, "ipi.cluster_size": size}  # fmt: skip
     probs = _cluster_write_probs(n, size, m)
     assert set(probs) == {1, 2, 3}
-    t = run(make_params({**base, "ipi.mode": "cluster"})).histogram(K.H_CALL)
+    t = run(make_params({**base, "ipi.mode": "cluster"})).histogram("call_ns")
     layout = t.layout
     buckets = layout.index(np.array([w * send for w in probs]))
     assert len(set(buckets.tolist())) == len(probs)
@@ -291,7 +291,7 @@ def test_cluster_mode_number_of_writes(make_params: MakeParams) -> None:
     check_frequencies(counts, np.array(list(probs.values())))
     # Physical mode, and clusters of one CPU: one write per target, T = m·send always.
     for over in ({"ipi.mode": "physical"}, {"ipi.mode": "cluster", "ipi.cluster_size": 1}):
-        t = run(make_params({**base, **over, "samples": 20_000})).histogram(K.H_CALL)
+        t = run(make_params({**base, **over, "samples": 20_000})).histogram("call_ns")
         assert t.counts[layout.index(np.array([m * send]))[0]] == t.n == 20_000
         assert t.total == pytest.approx(m * send * t.n, rel=1e-12)
 
@@ -317,7 +317,7 @@ def test_sender_weighted_by_per_cpu_rate(make_params: MakeParams) -> None:
     n_pol = len(params.policies)
     for cpu in range(len(rates)):
         g = result.model.group_of[cpu]
-        assert result.histogram(policy_rows(g, 0, n_pol)[0]).n == counts[cpu]
+        assert result.row_histogram(policy_rows(g, 0, n_pol)[0]).n == counts[cpu]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,12 +19,15 @@ import yaml
 from conftest import ZERO_BASE
 from scipy import stats
 
-from mcsmp import calibrate as C
-from mcsmp.atomic import write_atomic
 from mcsmp.cli import main
-from mcsmp.engine import run_point
-from mcsmp.kernels import fanout as K
-from mcsmp.params import apply_override, build_params, load_raw
+from mcsmp.config import apply_override, build_params, load_raw
+from mcsmp.errors import ParamError, UserError
+from mcsmp.fidelity import calibrate as C
+from mcsmp.fidelity import targets as T
+from mcsmp.io.atomic import write_atomic
+from mcsmp.kernels import codes as K
+from mcsmp.metrics import MetricRow
+from mcsmp.sim import run_point
 
 K_TARGETS = 4
 MU_TRUE, E_TRUE = 2000.0, 1500.0
@@ -78,7 +81,7 @@ def test_load_targets_reads_statistics_and_fit(tmp_path: Path) -> None:
         "  - {key: ['background[0].rate_hz[0]', 'background[0].rate_hz[3]'], low: 0, high: 5}\n"
         "settings: {samples: 1000, method: nelder-mead}\n"
     )
-    tf = C.load_targets(path)
+    tf = T.load_targets(path)
     t = tf.targets
     assert [x.statistic for x in t] == ["p99", "count[1e+06,1e+07)", "p99", "mean"]
     assert [x.cpu for x in t] == ["3", "3", "max", "all"]
@@ -108,8 +111,8 @@ def test_load_targets_reads_statistics_and_fit(tmp_path: Path) -> None:
 def test_load_targets_errors_name_file_line_and_key(tmp_path: Path, line: str, where: str, message: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("targets:\n" + line + "\n")
-    with pytest.raises(C.ParamError) as exc:
-        C.load_targets(path)
+    with pytest.raises(ParamError) as exc:
+        T.load_targets(path)
     text = str(exc.value)
     assert text.startswith(f"{path}{where}") and message in text
 
@@ -118,8 +121,8 @@ def test_fit_bounds_are_checked(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("targets:\n  - {metric: call_ns, quantile: 0.5, value: 10}\n"
                     "fit:\n  - {key: a.b, low: 0, high: 1, log: true}\n")  # fmt: skip
-    with pytest.raises(C.ParamError, match=r"bad.yaml:4:\d+: fit\[0\].low: must be > 0 with log: true"):
-        C.load_targets(path)
+    with pytest.raises(ParamError, match=r"bad.yaml:4:\d+: fit\[0\].low: must be > 0 with log: true"):
+        T.load_targets(path)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -127,16 +130,16 @@ def test_fit_bounds_are_checked(tmp_path: Path) -> None:
 
 
 def test_time_residual_is_weighted_log_ratio() -> None:
-    t = C.Target("call_ns", "", "all", "p50", 1000.0, weight=2.0)
-    assert C.residual(t, 1200.0) == pytest.approx(2.0 * math.log(1.2))
-    assert C.residual(t, 1000.0) == 0.0
-    assert C.residual(t, math.inf) == pytest.approx(2.0 * math.log(1e6))  # clipped, still finite
+    t = T.Target("call_ns", "", "all", "p50", 1000.0, weight=2.0)
+    assert T.residual(t, 1200.0) == pytest.approx(2.0 * math.log(1.2))
+    assert T.residual(t, 1000.0) == 0.0
+    assert T.residual(t, math.inf) == pytest.approx(2.0 * math.log(1e6))  # clipped, still finite
 
 
 @pytest.mark.parametrize(("k", "mu"), [(0, 0.3), (0, 4.0), (5, 2.0), (38, 40.5), (13, 3.0)])
 def test_count_residual_squares_to_the_poisson_deviance(k: int, mu: float) -> None:
-    t = C.Target("exceed_count", "preempt_off", "3", "count[1e+06,1e+07)", float(k))
-    r = C.residual(t, mu)
+    t = T.Target("exceed_count", "preempt_off", "3", "count[1e+06,1e+07)", float(k))
+    r = T.residual(t, mu)
     deviance = 2.0 * (stats.poisson.logpmf(k, k) - stats.poisson.logpmf(k, mu)) if k else 2.0 * mu
     assert r * r == pytest.approx(deviance, rel=1e-9)
     assert math.copysign(1.0, r) == math.copysign(1.0, mu - k)
@@ -153,9 +156,9 @@ def test_pinned_stream_makes_rate_changes_keep_every_draw(tmp_path: Path) -> Non
     p1 = build_params(raw)
     p2 = build_params(apply_override(raw, "workload.rate_hz", 55.0))
     assert p1.model_hash != p2.model_hash
-    key = p1.model_hash
-    h1 = run_point(C.pinned(p1, key), threads=1).counts[K.H_CALL]
-    h2 = run_point(C.pinned(p2, key), threads=1).counts[K.H_CALL]
+    key = p1.stream_key
+    h1 = run_point(p1, threads=1, stream_key=key).counts[K.H_CALL]
+    h2 = run_point(p2, threads=1, stream_key=key).counts[K.H_CALL]
     h3 = run_point(p2, threads=1).counts[K.H_CALL]  # its own stream: other draws
     assert np.array_equal(h1, h2)
     assert not np.array_equal(h1, h3)
@@ -164,8 +167,8 @@ def test_pinned_stream_makes_rate_changes_keep_every_draw(tmp_path: Path) -> Non
 def test_analytic_keys_reuse_the_simulation(tmp_path: Path) -> None:
     path = toy_params_file(tmp_path, samples=20_000)
     raw = apply_override(load_raw(path), "report.exceed_bins_ns", [1000.0, 1.0e4, 1.0e5])
-    fit = [C.FitKey("report.duration_h", 1, 100, log=True)]
-    targets = [C.Target("exceed_count", "preempt_off", "all", "count[1e+03,1e+04)", 0.0)]
+    fit = [T.FitKey("report.duration_h", 1, 100, log=True)]
+    targets = [T.Target("exceed_count", "preempt_off", "all", "count[1e+03,1e+04)", 0.0)]
     ev = C.Evaluator(raw, targets, fit, threads=1)
     a, b = ev((1.0,)), ev((7.5,))
     assert a.simulated and not b.simulated and ev.n_sims == 1
@@ -179,8 +182,8 @@ def test_pooled_senders_agree_with_the_engine_and_make_rates_analytic(tmp_path: 
     path = toy_params_file(tmp_path, samples=60_000, entry=E_TRUE)
     raw = apply_override(load_raw(path), "workload.rate_hz", [40, 0, 0, 10, 0, 0, 0, 0])
     raw = apply_override(raw, "ipi.delivery_ns", {"dist": "exponential", "mean": MU_TRUE})
-    targets = [C.Target("window_max_ns", "preempt_off", str(c), "p50", 1.0) for c in (0, 1, 3)]
-    fit = [C.FitKey("workload.rate_hz[0]", 1, 100, log=True)]
+    targets = [T.Target("window_max_ns", "preempt_off", str(c), "p50", 1.0) for c in (0, 1, 3)]
+    fit = [T.FitKey("workload.rate_hz[0]", 1, 100, log=True)]
     ev = C.Evaluator(raw, targets, fit, threads=1, pool_senders=True)
     a, b = ev((40.0,)), ev((20.0,))
     assert ev.n_sims == 1 and not b.simulated  # a rate is an analytic key once senders are pooled
@@ -199,8 +202,8 @@ def test_pooled_senders_agree_with_the_engine_and_make_rates_analytic(tmp_path: 
 def test_pooled_senders_refuse_an_asymmetric_box(tmp_path: Path) -> None:
     raw = apply_override(load_raw(toy_params_file(tmp_path, samples=1000)), "machine",
                          {"cpus": 8, "sockets": 2, "cpus_per_llc": 4, "smt": 1})  # fmt: skip
-    with pytest.raises(C.UserError, match="symmetric box"):
-        C.Evaluator(raw, [C.Target("call_ns", "", "all", "p50", 1.0)], [C.FitKey("workload.rate_hz", 1, 200)],
+    with pytest.raises(UserError, match="symmetric box"):
+        C.Evaluator(raw, [T.Target("call_ns", "", "all", "p50", 1.0)], [T.FitKey("workload.rate_hz", 1, 200)],
                     pool_senders=True)  # fmt: skip
 
 
@@ -224,7 +227,7 @@ def test_calibrate_recovers_two_known_parameters(tmp_path: Path) -> None:
     most ``|Δμ| ≤ (δ_10 + δ_90)/(a_90 − a_10)`` and ``|ΔE| ≤ δ_10 + a_10 |Δμ|``.
     """
     raw = load_raw(toy_params_file(tmp_path))
-    tf = C.load_targets(toy_targets_file(tmp_path))
+    tf = T.load_targets(toy_targets_file(tmp_path))
     result = C.calibrate(raw, tf, threads=1)
     half = _half_widths(result)
     d_mu = (half["p10"] + half["p90"]) / (a_q(0.9) - a_q(0.1))
@@ -240,7 +243,7 @@ def test_calibrate_recovers_two_known_parameters(tmp_path: Path) -> None:
 def test_calibrate_nelder_mead_recovers_one_known_parameter(tmp_path: Path) -> None:
     """Nelder–Mead fits μ alone (E at its true value): ``|Δμ| ≤ max_q δ_q / a_q``."""
     raw = load_raw(toy_params_file(tmp_path, entry=E_TRUE))
-    tf = C.load_targets(toy_targets_file(tmp_path, method="nelder-mead", fit_entry=False))
+    tf = T.load_targets(toy_targets_file(tmp_path, method="nelder-mead", fit_entry=False))
     result = C.calibrate(raw, tf, threads=1)
     half = _half_widths(result)
     d_mu = max(half[f"p{q * 100:g}"] / a_q(q) for q in QS)
@@ -252,9 +255,9 @@ def test_calibrate_nelder_mead_recovers_one_known_parameter(tmp_path: Path) -> N
 # the fitted file
 
 
-def _fake_result(fit: list[C.FitKey], x: tuple[float, ...]) -> C.CalibrationResult:
-    row = C.MetricRow("call_ns", "", "all", "p50", 10.0, 9.0, 11.0, 100)
-    t = C.Target("call_ns", "", "all", "p50", 10.0)
+def _fake_result(fit: list[T.FitKey], x: tuple[float, ...]) -> C.CalibrationResult:
+    row = MetricRow("call_ns", "", "all", "p50", 10.0, 9.0, 11.0, 100)
+    t = T.Target("call_ns", "", "all", "p50", 10.0)
     ev = C.Evaluation(x, np.array([10.0]), [row], np.array([0.0]), 0.0, True)
     return C.CalibrationResult(fit, x, x, ev, ev, [t], "least_squares", 100, 1, "ab" * 32, 3, 2, 1.0, "ok")
 
@@ -270,8 +273,8 @@ def test_fitted_text_substitutes_in_place_and_keeps_comments(tmp_path: Path) -> 
         "             {weight: 0.1, dist: pareto, scale: 100, alpha: 3.0}]}\n"
         "report: {duration_h: 4}  # hours\n"
     )
-    fit = [C.FitKey("workload.rate_hz[2]", 0.1, 10, also=("workload.rate_hz[0]",)),  # tied: one value, two entries
-           C.FitKey("remote.irq_off.length.components[1].alpha", 1.5, 6), C.FitKey("report.duration_h", 1, 24)]  # fmt: skip
+    fit = [T.FitKey("workload.rate_hz[2]", 0.1, 10, also=("workload.rate_hz[0]",)),  # tied: one value, two entries
+           T.FitKey("remote.irq_off.length.components[1].alpha", 1.5, 6), T.FitKey("report.duration_h", 1, 24)]  # fmt: skip
     out = C.fitted_text(text, "box.yaml", _fake_result(fit, (7.25, 2.5, 9.0)), "mcsmp calibrate ...", "t.yaml")
     assert out.startswith(C.HEADER_BEGIN)
     assert "workload.rate_hz[2] (+1 tied)" in out
@@ -283,8 +286,8 @@ def test_fitted_text_substitutes_in_place_and_keeps_comments(tmp_path: Path) -> 
     # a re-fit replaces the header instead of stacking a second one
     again = C.fitted_text(out, "box.yaml", _fake_result(fit, (7.25, 2.5, 9.0)), "mcsmp calibrate ...", "t.yaml")
     assert again == out
-    with pytest.raises(C.UserError, match="not set in this file"):
-        C.fitted_text(text, "box.yaml", _fake_result([C.FitKey("costs.entry_ns", 0, 1)], (0.5,)), "c", "t")
+    with pytest.raises(UserError, match="not set in this file"):
+        C.fitted_text(text, "box.yaml", _fake_result([T.FitKey("costs.entry_ns", 0, 1)], (0.5,)), "c", "t")
 
 
 def test_write_atomic_leaves_no_temporary_files(tmp_path: Path) -> None:

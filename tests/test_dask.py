@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import yaml
 
-from mcsmp import runner
 from mcsmp.cli import main
-from mcsmp.engine import NO_WAIT_TAIL, run_chunks
-from mcsmp.model import compile_model
-from mcsmp.params import load_raw
-from mcsmp.runner import Job, run_jobs
-from mcsmp.sweep import expand
+from mcsmp.config import expand, load_raw
+from mcsmp.sim import run_point
+from mcsmp.sim import scheduler as runner
+from mcsmp.sim.engine import NO_WAIT_TAIL
+from mcsmp.sim.model import compile_model
+from mcsmp.sim.scheduler import Job, run_jobs
 
 distributed = pytest.importorskip("distributed")
 
@@ -74,11 +74,16 @@ def test_task_arguments_survive_pickling(points: list) -> None:  # type: ignore[
     p = points[0].params
     q = pickle.loads(pickle.dumps(p))
     assert q.model_hash == p.model_hash
-    a = run_chunks(p, compile_model(p), [1], NO_WAIT_TAIL)
-    counts, sums, fanouts, tail_mean, _ = pickle.loads(pickle.dumps(runner.dask_chunks(q, [1], NO_WAIT_TAIL)))
+    plain = next(pt.params for pt in points if not compile_model(pt.params).needs_reentry)
+    a = run_point(plain, chunks=[1], threads=1)
+    job = pickle.loads(pickle.dumps(Job("plain", pickle.loads(pickle.dumps(plain)), [0, 1, 2])))
+    counts, sums, fanouts, _ = pickle.loads(pickle.dumps(runner.dask_chunks(job, [1], NO_WAIT_TAIL)))
     assert np.array_equal(a.counts, counts) and np.array_equal(a.chunk_sums[1], sums[1]) and fanouts == a.chunk_fanouts
-    tail = pickle.loads(pickle.dumps(runner.dask_pilot(q)))
+    reentry = next(pt.params for pt in points if compile_model(pt.params).needs_reentry)
+    tail, (counts, sums, fanouts, _) = pickle.loads(pickle.dumps(runner.dask_pilot(Job("r", reentry, [0]))))
     assert tail.mean > 0 and tail.cum[-1] == 1.0
+    assert list(sums) == list(fanouts) == [0]  # the job's own pilot chunk comes back finished
+    assert np.array_equal(counts, run_point(reentry, chunks=[0], threads=1).counts)
 
 
 def test_task_size_is_about_a_second(points: list) -> None:  # type: ignore[type-arg]

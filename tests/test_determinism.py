@@ -6,11 +6,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from mcsmp.engine import CHUNK_FANOUTS, PointResult, run_point
-from mcsmp.params import Params
-
 from naive import params_from
+
+from mcsmp.config import Params
+from mcsmp.sim import PointResult, run_point
+from mcsmp.sim.engine import CHUNK_FANOUTS
 
 N_CHUNKS = 4
 
@@ -39,7 +39,7 @@ def _assert_identical(a: PointResult, b: PointResult) -> None:
     assert a.chunk_fanouts == b.chunk_fanouts
     assert a.wait_tail_mean == b.wait_tail_mean
     for row in range(a.counts.shape[0]):
-        ha, hb = a.histogram(row), b.histogram(row)
+        ha, hb = a.row_histogram(row), b.row_histogram(row)
         assert ha.total == hb.total, row  # exact float equality, not isclose
         assert np.array_equal(ha.counts, hb.counts), row
 
@@ -93,5 +93,5 @@ def test_different_seeds_differ(full: PointResult) -> None:
     assert other.params.model_hash == full.params.model_hash  # the seed is not part of the model
     assert not np.array_equal(other.counts, full.counts)
     for row in range(full.counts.shape[0]):
-        if full.histogram(row).n:
-            assert other.histogram(row).total != full.histogram(row).total, row
+        if full.row_histogram(row).n:
+            assert other.row_histogram(row).total != full.row_histogram(row).total, row

@@ -32,12 +32,12 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import encoded_between_neighbours as _encoded
+from generator_twins import draw, draw_residual
 from scipy import integrate, optimize, special, stats
 
 from mcsmp._jit import kernel
-from mcsmp.distributions import Dist, parse_dist
+from mcsmp.dists import Dist, parse_dist
 from mcsmp.errors import ParamError
-from mcsmp.kernels.sampling import draw, draw_residual
 
 # ---------------------------------------------------------------------------------------------
 # Test-only kernels
@@ -658,7 +658,7 @@ def test_empirical_file_errors_name_the_key(data_dir: Path) -> None:
 
 def test_invalid_spec_in_parameter_file_has_location(tmp_path: Path) -> None:
     """Through a parameter file the error carries the file, line, column and dotted key path."""
-    from mcsmp.params import build_params, load_raw
+    from mcsmp.config import build_params, load_raw
 
     f = tmp_path / "bad.yaml"
     f.write_text("ipi:\n  delivery_ns: {dist: lognormal, median: 400, sgima: 0.4}\n")

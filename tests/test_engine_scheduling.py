@@ -2,8 +2,8 @@
 
 - The re-entry second pass of the pilot chunks is *replayed* from a trace of their first pass
   (:func:`mcsmp.kernels.fanout.replay_policies`): counts and per-chunk sums must equal running
-  those chunks again (the path taken with ``keep_samples``) and the low-level
-  ``run_chunks``/``wait_tail_of`` API, bit for bit, with spins actually drawn.
+  those chunks again (the path taken with ``keep_samples``) and the per-chunk engine API
+  (``simulate_chunk`` with the pilot's table), bit for bit, with spins actually drawn.
 - Bounded look-ahead and per-thread accumulation: results equal for 1, 2 and 3 threads and for a
   run split into shards.
 - ``MCSMP_CACHE_DIR`` selects where compiled kernels go (a child process), and
@@ -25,9 +25,19 @@ import pytest
 import yaml
 
 from mcsmp._jit import cache_dir, compile_lock
-from mcsmp.engine import CHUNK_FANOUTS, PILOT_CHUNKS, PointResult, pilot_chunks, run_chunks, run_point, wait_tail_of
-from mcsmp.kernels import fanout as K
-from mcsmp.params import Params, build_params, load_raw
+from mcsmp.config import Params, build_params, load_raw
+from mcsmp.kernels import codes as K
+from mcsmp.sim import run_point
+from mcsmp.sim.engine import (
+    CHUNK_FANOUTS,
+    NO_WAIT_TAIL,
+    PILOT_CHUNKS,
+    PointResult,
+    pilot_chunks,
+    simulate_chunk,
+)
+from mcsmp.sim.histogram import Histogram
+from mcsmp.sim.scheduler import Job
 
 # Two CPUs (one target per fan-out) keep a > PILOT_CHUNKS-chunk run cheap; a high call rate and
 # preemptible callers make re-entry spins frequent enough to matter.
@@ -73,10 +83,21 @@ def test_replayed_pilot_equals_rerun(params: Params, replayed: PointResult) -> N
 
 
 def test_replayed_pilot_equals_low_level_api(params: Params, replayed: PointResult) -> None:
-    model = replayed.model
-    first = run_chunks(params, model, pilot_chunks(params, model))
-    second = run_chunks(params, model, range(len(replayed.chunk_fanouts)), wait_tail_of(first))
-    assert _same(replayed, second)
+    """Every chunk simulated twice, by hand: a first pass over the pilot, then all chunks again."""
+    model, key = replayed.model, params.stream_key
+    firsts = [simulate_chunk(params, model, c, NO_WAIT_TAIL, key) for c in pilot_chunks(params, model)]
+    tail_hist = Histogram(model.layout, sum(f.counts[K.H_WAIT_TAIL] for f in firsts),
+                          sum(float(f.sums[K.H_WAIT_TAIL]) for f in sorted(firsts, key=lambda f: f.chunk)))  # fmt: skip
+    from mcsmp.sim.engine import wait_tail_from
+
+    tail = wait_tail_from(model, tail_hist)
+    assert tail.scale > 0
+    counts = np.zeros_like(replayed.counts)
+    sums, fanouts = {}, {}
+    for c in range(len(replayed.chunk_fanouts)):
+        out = simulate_chunk(params, model, c, tail, key, counts=counts)
+        sums[c], fanouts[c] = out.sums, out.fanouts
+    assert _same(replayed, Job("", params, list(sums), model).result(counts, sums, fanouts, tail, 0.0))
 
 
 def test_threads_and_shards_do_not_matter(params: Params, replayed: PointResult) -> None:

@@ -35,15 +35,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from naive import HistogramResidual, NaiveResult, draw_many, params_from, residual_many, simulate
 from scipy import stats
 
-from mcsmp.distributions import parse_dist
-from mcsmp.engine import run_point
-from mcsmp.kernels import fanout as K
-from mcsmp.params import Params
-from mcsmp.stats import Layout
-
-from naive import HistogramResidual, NaiveResult, draw_many, params_from, residual_many, simulate
+from mcsmp.config import Params
+from mcsmp.dists import parse_dist
+from mcsmp.kernels import codes as K
+from mcsmp.sim import run_point
+from mcsmp.sim.histogram import Layout
 
 N_TWIN = 30_000
 N_KERNEL = 200_000  # 4 chunks: also the whole re-entry pilot (≤ 16 chunks), see the re-entry set
@@ -228,7 +227,7 @@ def outcome(name: str) -> Outcome:
     if res.model.needs_reentry:
         # The pilot is the first min(16, chunks) chunks, here all 4; the main stream does not see
         # the re-entry draws, so this run's T − S_L histogram IS the first pass's histogram.
-        h = res.histogram(K.H_WAIT_TAIL)
+        h = res.histogram("wait_tail_ns")
         assert h.mean == res.wait_tail_mean
         tail = HistogramResidual(h.counts, res.layout.edges, h.mean)
     twin = simulate(params, N_TWIN, seed=hash_seed(name), wait_tail=tail)

@@ -23,9 +23,9 @@ import pytest
 import yaml
 from scipy import stats
 
-from mcsmp.engine import run_point
-from mcsmp.kernels import fanout as K
-from mcsmp.params import Params, build_params, load_raw
+from mcsmp.config import Params, build_params, load_raw
+from mcsmp.kernels import codes as K
+from mcsmp.sim import run_point
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import draw_floor  # noqa: E402

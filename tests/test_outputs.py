@@ -11,25 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from hgrm_reference import hdr_histogram, read_hgrm
 
-from mcsmp.atomic import atomic_open, write_atomic
 from mcsmp.cli import main
-from mcsmp.engine import CHUNK_FANOUTS, PILOT_CHUNKS, STREAM_SCHEME, run_point
-from mcsmp.kernels import fanout as K
+from mcsmp.config import expand, load_raw
+from mcsmp.io.atomic import atomic_open, write_atomic
+from mcsmp.io.hgrm import hgrm_bytes
+from mcsmp.io.histfile import hist_path, load_hist, save_hist
+from mcsmp.io.tables import ns_label
 from mcsmp.metrics import compute_metrics, quantile_label, wakeup_cdf
-from mcsmp.model import policy_rows
-from mcsmp.outputs import (
-    hdr_histogram,
-    hgrm_bytes,
-    hist_path,
-    load_hist,
-    ns_label,
-    read_hgrm,
-    save_hist,
-)  # fmt: skip
-from mcsmp.params import load_raw
-from mcsmp.stats import Histogram, Layout
-from mcsmp.sweep import expand
+from mcsmp.sim import run_point
+from mcsmp.sim.engine import CHUNK_FANOUTS, PILOT_CHUNKS, STREAM_SCHEME
+from mcsmp.sim.histogram import Histogram, Layout
+from mcsmp.sim.model import policy_rows
 
 PARAMS = {
     "name": "tiny",
@@ -74,7 +68,7 @@ def _results(out: Path) -> list:  # type: ignore[type-arg]
 def _pooled(result, which: int, i: int) -> Histogram:  # type: ignore[no-untyped-def]
     h = Histogram.empty(result.layout)
     for g in range(result.model.n_groups):
-        h = h + result.histogram(policy_rows(g, i, len(result.params.policies))[which])
+        h = h + result.row_histogram(policy_rows(g, i, len(result.params.policies))[which])
     return h
 
 
@@ -97,8 +91,8 @@ def test_summary_schema_and_values_match_the_histograms(swept: Path) -> None:
     for entry, result in _results(swept):
         pt = str(entry["index"])
         assert by_key[(pt, "call_ns", "", "all", "mean")]["cache.placement"] == result.params.cache.placement
-        hists = {("call_ns", ""): result.histogram(K.H_CALL), ("remote_wait_ns", ""): result.histogram(K.H_REMOTE_WAIT),
-                 ("info_cost_ns", ""): result.histogram(K.H_INFO_COST)}  # fmt: skip
+        hists = {("call_ns", ""): result.histogram("call_ns"), ("remote_wait_ns", ""): result.histogram("remote_wait_ns"),
+                 ("info_cost_ns", ""): result.histogram("info_cost_ns")}  # fmt: skip
         for i, pol in enumerate(result.params.policies):
             hists[("preempt_off_ns", pol)] = _pooled(result, 0, i)
             hists[("hotplug_block_ns", pol)] = _pooled(result, 1, i)
@@ -115,8 +109,8 @@ def test_summary_schema_and_values_match_the_histograms(swept: Path) -> None:
     assert checked == N_POINTS * (3 + 2 * 3) * 4
     # the sample counts are what was simulated: one call per fan-out, k targets per fan-out
     for entry, result in _results(swept):
-        assert result.histogram(K.H_CALL).n == PARAMS["samples"]
-        assert result.histogram(K.H_REMOTE_WAIT).n == PARAMS["samples"] * 3  # every other CPU is a target
+        assert result.histogram("call_ns").n == PARAMS["samples"]
+        assert result.histogram("remote_wait_ns").n == PARAMS["samples"] * 3  # every other CPU is a target
 
 
 def test_per_cpu_table(swept: Path) -> None:
@@ -245,7 +239,7 @@ def test_atomic_write_leaves_old_file_or_new(tmp_path: Path) -> None:
 def _hists(swept: Path) -> list[Histogram]:
     result = _results(swept)[0][1]
     rng = np.random.default_rng(3)
-    hs = [result.histogram(row) for row in range(result.counts.shape[0]) if result.counts[row].sum()]
+    hs = [result.row_histogram(row) for row in range(result.counts.shape[0]) if result.counts[row].sum()]
     hs += [Histogram.from_values(Layout(7), np.concatenate((rng.lognormal(2, 2.5, 3000), [0.2, 5e12]))),
            Histogram.from_values(Layout(9), rng.lognormal(9, 1, 2000)), Histogram.from_values(Layout(4), rng.exponential(500, 999))]  # fmt: skip
     return hs
@@ -274,7 +268,7 @@ def test_hgrm_files_parse_back_to_the_same_distribution(swept: Path) -> None:
     files = sorted(p.name for p in folder.iterdir())
     assert files == sorted(["call_ns.hgrm", "remote_wait_ns.hgrm", "info_cost_ns.hgrm"]
                            + [f"{m}.{p}.hgrm" for m in ("preempt_off_ns", "hotplug_block_ns") for p in PARAMS["policies"]])  # fmt: skip
-    hists = {"call_ns.hgrm": result.histogram(K.H_CALL), "info_cost_ns.hgrm": result.histogram(K.H_INFO_COST),
+    hists = {"call_ns.hgrm": result.histogram("call_ns"), "info_cost_ns.hgrm": result.histogram("info_cost_ns"),
              "preempt_off_ns.preemptible_wait.hgrm": _pooled(result, 0, 1)}  # fmt: skip
     layout = result.layout
     rec = np.array([_recorded_value(layout, b) for b in range(layout.n_buckets)])

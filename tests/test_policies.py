@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from mcsmp.engine import CHUNK_FANOUTS, run_point
-from mcsmp.kernels import fanout as K
-from mcsmp.params import Params
-
 from naive import params_from
+
+from mcsmp.config import Params
+from mcsmp.kernels import codes as K
+from mcsmp.sim import run_point
+from mcsmp.sim.engine import CHUNK_FANOUTS
 
 FOUR = ["preempt_off", "preemptible_wait", "atomic_alloc", "cpus_read_lock"]
 PREEMPTIBLE, SPINLOCK, PREEMPT_DISABLED = 0, 1, 2
@@ -204,7 +204,7 @@ def test_reentry_mean_shift(full_bound: Run) -> None:
     the shift ``spin · allow`` has mean ``p ρ_w m1`` and second moment ``p ρ_w m2``.
     """
     run = full_bound
-    hist = run.result.histogram(K.H_WAIT_TAIL)
+    hist = run.result.histogram("wait_tail_ns")
     assert hist.mean == run.result.wait_tail_mean  # the pilot is this run
     edges = run.result.layout.edges
     lo, hi, c = edges[:-2], edges[1:-1], hist.counts[:-1].astype(float)

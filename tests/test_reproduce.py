@@ -19,12 +19,12 @@ import pytest
 import yaml
 from conftest import ZERO_BASE
 
-from mcsmp import reproduce as R
-from mcsmp.calibrate import Target, with_target_quantiles
 from mcsmp.cli import main
-from mcsmp.engine import run_point
+from mcsmp.config import build_params, load_raw
+from mcsmp.fidelity import reproduce as R
+from mcsmp.fidelity.targets import Target, with_target_quantiles
 from mcsmp.metrics import MetricRow, compute_metrics
-from mcsmp.params import build_params, load_raw
+from mcsmp.sim import run_point
 
 BG_RATE, BG_MEAN, WINDOW, HOURS = 200.0, 20_000.0, 30.0, 2.0
 BUCKET = 2.0**-7  # relative bucket width at precision_bits 7 (the derived curves' grid)

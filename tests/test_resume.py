@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from mcsmp.cli import main
-from mcsmp.outputs import hist_info, hist_path, load_hist
+from mcsmp.io.histfile import hist_info, hist_path, load_hist
 
 PARAMS = {
     "name": "resume",

@@ -28,13 +28,14 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 from conftest import encoded_between_neighbours as _encoded
+from generator_twins import draw, draw_residual
 from numba.np.random._constants import ziggurat_exp_r, ziggurat_nor_r
 from scipy import optimize, stats
 
 from mcsmp._jit import kernel
-from mcsmp.distributions import Dist, parse_dist
+from mcsmp.dists import Dist, parse_dist
 from mcsmp.kernels import rng as R
-from mcsmp.kernels.sampling import draw, draw_residual, fast_draw, fast_params, sample, sample_residual
+from mcsmp.kernels.sampling import fast_draw, fast_params, sample, sample_residual
 
 ALPHA_FAMILY = 1e-3
 

@@ -22,7 +22,8 @@ from scipy import stats
 
 from mcsmp._jit import kernel
 from mcsmp.kernels.histo import bucket
-from mcsmp.stats import RANGE_HIGH_NS, Histogram, Layout, wilson_band
+from mcsmp.metrics import wilson_band
+from mcsmp.sim.histogram import RANGE_HIGH_NS, Histogram, Layout
 
 PRECISIONS = (1, 3, 7, 10, 12)
 

@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 import yaml
 
-from mcsmp import runner
 from mcsmp.cli import main
-from mcsmp.engine import run_point
+from mcsmp.config import expand, load_raw, parse_set
 from mcsmp.errors import UserError
-from mcsmp.outputs import hist_path, load_hist
-from mcsmp.params import load_raw
-from mcsmp.runner import Job, parse_shard, run_jobs, shard_chunks
-from mcsmp.sweep import expand, parse_set
+from mcsmp.io.histfile import hist_path, load_hist
+from mcsmp.sim import run_point
+from mcsmp.sim import scheduler as runner
+from mcsmp.sim.scheduler import Job, parse_shard, run_jobs, shard_chunks
 
 BASE = {
     "name": "tiny",

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import yaml
 
+from mcsmp.cli.trace import add_parser
 from mcsmp.errors import UserError
-from mcsmp.trace.cli import add_parser
 from mcsmp.trace.fragment import build_fragment, quantile_table, write_report
 from mcsmp.trace.parse import CpuTopology, distance_class, parse_trace
 

@@ -26,7 +26,7 @@ WORKLOAD = REPO / "benchmarks" / "workloads" / "munmap_storm.c"
 DRIVER = """
 import argparse, sys
 from mcsmp.errors import UserError
-from mcsmp.trace.cli import add_parser
+from mcsmp.cli.trace import add_parser
 p = argparse.ArgumentParser(prog="mcsmp")
 add_parser(p.add_subparsers(dest="command", required=True))
 a = p.parse_args()

@@ -13,48 +13,94 @@ import math
 import numpy as np
 
 from .._jit import kernel
+from .codes import (
+    CALL_GENERIC,
+    CALL_TLB_KERNEL,
+    CLS_LLC,
+    CLS_REMOTE,
+    CLS_SMT,
+    CLS_SOCKET,
+    CTX_PREEMPT_DISABLED,
+    CTX_PREEMPTIBLE,
+    CTX_SPINLOCK,
+    D_CROSS_SOCKET,
+    D_DELIVERY,
+    D_ENTRY,
+    D_FULL_FLUSH,
+    D_FUNC,
+    D_IDLE_EXIT,
+    D_INVLPG,
+    D_IRQ_ENTRY,
+    D_IRQ_OFF_LEN,
+    D_PAGE_WALK,
+    D_PAGES,
+    D_QUEUE,
+    D_SEND,
+    D_VCPU_LEN,
+    F_ALLOC_FAIL,
+    F_ALLOC_NS,
+    F_CALLER_PRE,
+    F_CALLER_SPIN,
+    F_FALSE_SHARING,
+    F_IDLE,
+    F_IRQ,
+    F_REENTRY_SCALE,
+    F_RLOCK_NS,
+    F_SERIALIZE,
+    F_T_REMOTE,
+    F_T_SMT,
+    F_TARGET_PROB,
+    F_TLB_MISS,
+    F_VCPU,
+    H_CALL,
+    H_INFO_COST,
+    H_REMOTE_WAIT,
+    H_WAIT_TAIL,
+    I_BASE,
+    I_CALL,
+    I_CEILING,
+    I_CLUSTER_MODE,
+    I_CLUSTER_SIZE,
+    I_CPUS,
+    I_CSD_DEBUG,
+    I_INFO_BYTES,
+    I_MM_CPUS,
+    I_OVERFLOW,
+    I_PER_LLC,
+    I_PER_SOCKET,
+    I_PLACEMENT,
+    I_PREEMPTION,
+    I_REENTRY,
+    I_RUN_LOCAL,
+    I_SHIFT,
+    I_SMT,
+    I_UNIFORM_RATE,
+    N_DISTS,
+    N_FIXED_HISTS,
+    N_SAMPLE_COLS,
+    PLACE_PERCPU,
+    PLACE_STACK,
+    POL_ATOMIC_ALLOC,
+    POL_PREEMPT_OFF,
+    POL_PREEMPTIBLE_WAIT,
+    PREEMPT_FULL,
+    PREEMPT_RT,
+    S_CONTEXT,
+    S_S,
+    S_SENDER,
+    S_SL,
+    S_SPIN,
+    S_T,
+    S_TARGETS,
+    TR_CODE,
+    TR_SL,
+    TR_T,
+)
 from .histo import bucket
 from .rng import uniform
 from .sampling import fast_draw, fast_params, pick_row, sample, sample_residual
 
 __all__ = ["replay_policies", "run_chunk"]
-
-# ---- integer parameters (ip[...]) ------------------------------------------------------------
-I_CPUS, I_PER_SOCKET, I_PER_LLC, I_SMT, I_MM_CPUS, I_CALL, I_RUN_LOCAL, I_CLUSTER_MODE = range(8)
-I_CLUSTER_SIZE, I_PLACEMENT, I_CEILING, I_INFO_BYTES, I_PREEMPTION, I_CSD_DEBUG = range(8, 14)
-I_REENTRY, I_UNIFORM_RATE, I_SHIFT, I_BASE, I_OVERFLOW = range(14, 19)
-N_IP = 19
-
-# ---- float parameters (fp[...]) --------------------------------------------------------------
-F_TARGET_PROB, F_IRQ, F_IDLE, F_VCPU, F_CALLER_PRE, F_CALLER_SPIN = range(6)
-F_T_SMT, F_T_LLC, F_T_SOCKET, F_T_REMOTE, F_SERIALIZE, F_FALSE_SHARING, F_TLB_MISS = range(6, 13)
-F_ALLOC_NS, F_ALLOC_FAIL, F_RLOCK_NS, F_REENTRY_SCALE = range(13, 17)
-N_FP = 17
-
-# ---- distribution slots (index rows) ---------------------------------------------------------
-D_ENTRY, D_QUEUE, D_IRQ_ENTRY, D_FUNC, D_SEND, D_DELIVERY, D_CROSS_SOCKET = range(7)
-D_IRQ_OFF_LEN, D_IDLE_EXIT, D_VCPU_LEN, D_PAGES, D_INVLPG, D_FULL_FLUSH, D_PAGE_WALK = range(7, 14)
-N_DISTS = 14
-
-# ---- enumerations -----------------------------------------------------------------------------
-CALL_TLB, CALL_TLB_KERNEL, CALL_GENERIC = range(3)
-PLACE_PERCPU, PLACE_STACK, PLACE_STACK_ALIGNED = range(3)
-PREEMPT_NONE, PREEMPT_VOLUNTARY, PREEMPT_FULL, PREEMPT_LAZY, PREEMPT_RT = range(5)
-POL_PREEMPT_OFF, POL_PREEMPTIBLE_WAIT, POL_ATOMIC_ALLOC, POL_CPUS_READ_LOCK = range(4)
-CTX_PREEMPTIBLE, CTX_SPINLOCK, CTX_PREEMPT_DISABLED = range(3)
-CLS_SMT, CLS_LLC, CLS_SOCKET, CLS_REMOTE = range(4)
-
-# ---- histogram rows ---------------------------------------------------------------------------
-H_CALL, H_WAIT_TAIL, H_REMOTE_WAIT, H_INFO_COST = range(4)
-N_FIXED_HISTS = 4  # then, per CPU group g and policy i: P at 4 + 2(g·npol + i), H one after
-
-# ---- per-fan-out sample columns (only when keep_samples) ---------------------------------------
-S_SENDER, S_TARGETS, S_S, S_SL, S_T, S_SPIN, S_CONTEXT = range(7)
-N_SAMPLE_COLS = 7  # then P of each policy, then H of each policy
-
-# ---- per-fan-out trace of a pilot chunk (run_chunk -> replay_policies) ---------------------------
-TR_SL, TR_T, TR_CODE = range(3)  # S_L, T, sender · 8 + context · 2 + allocation failed
-N_TRACE_COLS = 3
 
 # Largest fan-out whose read order comes from pairwise ranks (k(k−1)/2 branch-free compares,
 # no mispredictions); above it, insertion sort, which is close to linear there because h is nearly

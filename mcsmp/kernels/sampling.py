@@ -1,19 +1,19 @@
-"""Compiled samplers for the encoded distributions of :mod:`mcsmp.distributions`.
+"""Compiled samplers for the encoded distributions of :mod:`mcsmp.dists`.
 
 Inputs are trusted: the validation layer guarantees the table's invariants.
 
-Exact length-biased draws used by :func:`draw_residual` (density ``x f(x) / m``):
+Exact length-biased draws used by :func:`sample_residual` (density ``x f(x) / m``):
 
 - const c: c;  uniform(a, b): ``sqrt(a² + u (b² − a²))``;
 - exponential: its residual is the same exponential (memorylessness), drawn directly;
 - lognormal(μ, σ): lognormal(μ + σ², σ);  gamma(k, θ): gamma(k + 1, θ);
 - weibull(λ, k): ``λ G^{1/k}`` with ``G ~ Gamma(1 + 1/k)``;  pareto(s, α): pareto(s, α − 1).
 
-Two twins of every sampler: :func:`draw` / :func:`draw_residual` take a NumPy ``Generator``;
-:func:`sample` / :func:`sample_residual` (what the fan-out kernel uses) take and return the
-register state of :mod:`mcsmp.kernels.rng`. They apply the same transforms to the same calls in
-the same order, so with ``Generator(SFC64(ss))`` and ``rng.seed_state(ss)`` they return the same
-values bit for bit (tests/test_sampler_tails.py); keep them in step.
+:func:`sample` / :func:`sample_residual` take and return the register state of
+:mod:`mcsmp.kernels.rng`. Their NumPy-``Generator`` twins live with the tests
+(``tests/generator_twins.py``): the same transforms on the same calls in the same order, so with
+``Generator(SFC64(ss))`` and ``rng.seed_state(ss)`` both return the same values bit for bit
+(tests/test_sampler_tails.py). A new family adds one branch to each of the two samplers here.
 """
 
 from __future__ import annotations
@@ -23,14 +23,27 @@ import math
 import numpy as np
 
 from .._jit import inline_kernel, kernel
+from .codes import (
+    COL_A,
+    COL_B,
+    COL_C,
+    COL_CUM_RESIDUAL_WEIGHT,
+    COL_CUM_WEIGHT,
+    COL_FAMILY,
+    FAM_CONST,
+    FAM_EXPONENTIAL,
+    FAM_GAMMA,
+    FAM_LOGNORMAL,
+    FAM_PARETO,
+    FAM_UNIFORM,
+    FAM_WEIBULL,
+)
 from .rng import exponential, gamma, normal, uniform
 
 __all__ = [
     "FAST_CONST",
     "FAST_LOGNORMAL",
     "FAST_OTHER",
-    "draw",
-    "draw_residual",
     "fast_draw",
     "fast_params",
     "pick_row",
@@ -38,9 +51,10 @@ __all__ = [
     "sample_residual",
 ]
 
-# Family codes and column layout: keep in step with mcsmp.distributions.
-_CONST, _UNIFORM, _EXPONENTIAL, _LOGNORMAL, _GAMMA, _WEIBULL, _PARETO = range(7)
-_FAMILY, _CUM, _CUM_RES, _A, _B, _C = range(6)
+# The table's family codes and columns (mcsmp.kernels.codes), under short local names.
+_CONST, _UNIFORM, _EXPONENTIAL, _LOGNORMAL = FAM_CONST, FAM_UNIFORM, FAM_EXPONENTIAL, FAM_LOGNORMAL
+_GAMMA, _WEIBULL, _PARETO = FAM_GAMMA, FAM_WEIBULL, FAM_PARETO
+_FAMILY, _CUM, _CUM_RES, _A, _B, _C = COL_FAMILY, COL_CUM_WEIGHT, COL_CUM_RESIDUAL_WEIGHT, COL_A, COL_B, COL_C
 
 
 @kernel
@@ -57,73 +71,12 @@ def pick_row(table: np.ndarray, first: int, count: int, column: int, u: float) -
     return lo
 
 
-@kernel
-def _draw_row(table: np.ndarray, row: int, rng: np.random.Generator) -> float:
-    fam = int(table[row, _FAMILY])
-    a = table[row, _A]
-    b = table[row, _B]
-    if fam == _CONST:
-        return a
-    if fam == _UNIFORM:
-        return a + (b - a) * rng.random()
-    if fam == _EXPONENTIAL:
-        return a * rng.standard_exponential()
-    if fam == _LOGNORMAL:
-        return math.exp(a + b * rng.standard_normal())
-    if fam == _GAMMA:
-        return b * rng.standard_gamma(a)
-    if fam == _WEIBULL:
-        return a * rng.standard_exponential() ** table[row, _C]
-    # pareto(scale a, 1/alpha in b): scale · exp(E / alpha)
-    return a * math.exp(rng.standard_exponential() * b)
-
-
-@kernel
-def draw(index: np.ndarray, table: np.ndarray, dist: int, rng: np.random.Generator) -> float:
-    """One draw of distribution ``dist``."""
-    first = index[dist, 0]
-    count = index[dist, 1]
-    row = first
-    if count > 1:
-        row = pick_row(table, first, count, _CUM, rng.random())
-    return _draw_row(table, row, rng)
-
-
-@kernel
-def draw_residual(index: np.ndarray, table: np.ndarray, dist: int, rng: np.random.Generator) -> float:
-    """One draw of the equilibrium residual of ``dist``: a length-biased length times a uniform."""
-    first = index[dist, 0]
-    count = index[dist, 1]
-    row = first
-    if count > 1:
-        row = pick_row(table, first, count, _CUM_RES, rng.random())
-    fam = int(table[row, _FAMILY])
-    a = table[row, _A]
-    b = table[row, _B]
-    if fam == _EXPONENTIAL:
-        return a * rng.standard_exponential()
-    if fam == _CONST:
-        biased = a
-    elif fam == _UNIFORM:
-        biased = math.sqrt(a * a + rng.random() * (b * b - a * a))
-    elif fam == _LOGNORMAL:
-        biased = math.exp(table[row, _C] + b * rng.standard_normal())
-    elif fam == _GAMMA:
-        biased = b * rng.standard_gamma(a + 1.0)
-    elif fam == _WEIBULL:
-        inv_k = table[row, _C]
-        biased = a * rng.standard_gamma(1.0 + inv_k) ** inv_k
-    else:  # pareto with alpha − 1: scale · exp(E / (alpha − 1))
-        biased = a * math.exp(rng.standard_exponential() * table[row, _C])
-    return biased * rng.random()
-
-
 # ---- register-state twins (the fan-out kernel's samplers) -----------------------------------
 
 
 @kernel
 def _sample_row_other(table: np.ndarray, row: int, fam: int, s):  # type: ignore[no-untyped-def]
-    """:func:`_draw_row` for the families other than const and lognormal."""
+    """One draw of a row of the families other than const and lognormal."""
     a = table[row, _A]
     b = table[row, _B]
     if fam == _UNIFORM:
@@ -150,7 +103,7 @@ def _pick(table: np.ndarray, first: int, count: int, column: int, s):  # type: i
 
 @kernel  # a call, not inlined: the kernel's hot draws go through fast_draw (compile time)
 def sample(index: np.ndarray, table: np.ndarray, dist: int, s):  # type: ignore[no-untyped-def]
-    """:func:`draw` on register state: ``(value, state)``."""
+    """One draw of distribution ``dist``: ``(value, state)``."""
     row = index[dist, 0]
     if index[dist, 1] > 1:
         row, s = _pick(table, row, index[dist, 1], _CUM, s)
@@ -165,7 +118,8 @@ def sample(index: np.ndarray, table: np.ndarray, dist: int, s):  # type: ignore[
 
 @kernel
 def sample_residual(index: np.ndarray, table: np.ndarray, dist: int, s):  # type: ignore[no-untyped-def]
-    """:func:`draw_residual` on register state: ``(value, state)``."""
+    """One draw of the equilibrium residual of ``dist`` (a length-biased length times a uniform):
+    ``(value, state)``."""
     first = index[dist, 0]
     count = index[dist, 1]
     row = first

@@ -27,9 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mcsmp.atomic import write_atomic
-from mcsmp.errors import UserError
-
+from ..errors import UserError
+from ..io.atomic import write_atomic
 from .parse import REASONS, TraceResult
 
 __all__ = [
@@ -347,12 +346,9 @@ def write_report(
 
 
 def _plot_ccdf(c: Combined, func: str, path: Path) -> None:
-    # Lazy import, and the object API with an Agg canvas: no pyplot global state or backend.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from ..plots.figure import new_figure, save  # lazy: matplotlib only when a report is written
 
-    fig = Figure(figsize=(6.4, 4.4))
-    FigureCanvasAgg(fig)
+    fig = new_figure(6.4, 4.4)
     ax = fig.add_subplot()
     sel = c.func == func
     for name in QUANTITIES:
@@ -369,6 +365,4 @@ def _plot_ccdf(c: Combined, func: str, path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    write_atomic(path, buf.getvalue())
+    save(fig, path.parent, path.stem, formats=("png",), dpi=110)

@@ -50,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mcsmp.errors import UserError
+from ..errors import UserError
 
 __all__ = [
     "CLASSES",

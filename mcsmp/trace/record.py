@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mcsmp.atomic import atomic_open
-from mcsmp.errors import UserError
+from ..errors import UserError
+from ..io.atomic import atomic_open
 
 __all__ = [
     "CLOCK_PREFERENCE",

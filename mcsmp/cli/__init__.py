@@ -1,0 +1,62 @@
+"""The ``mcsmp`` command line: argparse only, a thin mapping from arguments to the public API.
+
+Every user-facing problem is a :class:`~mcsmp.errors.UserError`: one line on stderr, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from .._version import __version__
+from ..errors import UserError
+
+__all__ = ["main"]
+
+# Each module provides add_parser(subparsers); a missing optional module is skipped.
+_COMMAND_MODULES = (
+    "mcsmp.cli.point",  # check, run
+    "mcsmp.cli.sweep",  # sweep, merge, report
+    "mcsmp.cli.fidelity",  # reproduce, calibrate
+    "mcsmp.cli.trace",  # trace record, trace import
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mcsmp", description="Monte Carlo latency estimator for Linux kernel IPI fan-outs."
+    )
+    parser.add_argument("--version", action="version", version=f"mcsmp {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    for module in _COMMAND_MODULES:
+        try:
+            mod = __import__(module, fromlist=["add_parser"])
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        mod.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"mcsmp: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        print("mcsmp: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

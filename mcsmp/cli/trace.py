@@ -1,0 +1,113 @@
+"""The ``mcsmp trace`` subcommand: ``record`` and ``import``.
+
+The main CLI calls :func:`add_parser` on its subparsers and then ``args.func(args)``; every
+user-facing problem is raised as :class:`mcsmp.errors.UserError` (exit status 2, one line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import numpy as np
+
+__all__ = ["add_parser"]
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add ``trace record`` and ``trace import`` to an argparse subparsers object.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        From ``ArgumentParser.add_subparsers()`` of the main CLI.
+    """
+    p = subparsers.add_parser(
+        "trace",
+        help="record real csd/IPI traces and import them as parameters",
+        description="Record csd/IPI/TLB tracepoints with ftrace, and turn such traces into an "
+        "mcsmp parameter fragment. See docs/traces.md.",
+    )
+    sub = p.add_subparsers(dest="trace_command", metavar="{record,import}", required=True)
+
+    r = sub.add_parser(
+        "record",
+        help="record csd/ipi/tlb tracepoints while a command runs (root)",
+        description="Record csd:*, ipi:ipi_send_cpu{,mask} and tlb:tlb_flush into FILE while COMMAND "
+        "runs (or for --duration seconds), in a private tracefs instance; every tracing setting "
+        "changed is restored afterwards, also on error or Ctrl-C (which ends the run early and "
+        "still saves the trace).",
+    )
+    r.add_argument("-o", "--output", required=True, metavar="FILE", help="trace file to write")
+    r.add_argument(
+        "--duration",
+        type=float,
+        metavar="S",
+        help="seconds to record without COMMAND (default 1); with COMMAND, a time limit",
+    )
+    r.add_argument("--buffer-kb", type=int, metavar="N", help="per-CPU ring buffer size in KiB")
+    r.add_argument("command", nargs="*", metavar="-- COMMAND", help="command to run while tracing")
+    r.set_defaults(func=_record)
+
+    i = sub.add_parser(
+        "import",
+        help="build a parameter fragment from recorded traces",
+        description="Parse ftrace text traces, pair csd_queue_cpu with the handler's entry/exit on the "
+        "target CPU, and write empirical ipi.delivery_ns and costs.func_ns as a YAML fragment.",
+    )
+    i.add_argument("files", nargs="+", metavar="FILE", help="ftrace text files (mcsmp trace record output)")
+    i.add_argument("-o", "--output", required=True, metavar="FRAGMENT.yaml", help="fragment to write")
+    i.add_argument("--report", metavar="DIR", help="also write DIR/trace_report.csv and DIR/trace_ccdf.png")
+    i.add_argument(
+        "--func",
+        dest="function",
+        metavar="NAME",
+        help="csd function for the distributions (default flush_tlb_func, else the commonest)",
+    )
+    i.add_argument(
+        "--tsc-hz", type=float, metavar="HZ", help="TSC rate for raw-cycle traces without a header"
+    )
+    i.set_defaults(func=_import)
+
+
+def _record(args: argparse.Namespace) -> int:
+    from ..trace.parse import parse_trace
+    from ..trace.record import record
+
+    result = record(args.output, args.command, args.duration, args.buffer_kb)
+    rate = f" (TSC {result.tsc_hz / 1e6:.3f} MHz)" if result.tsc_hz else ""
+    t = parse_trace(result.path)
+    print(
+        f"wrote {result.path}: clock {result.clock}{rate}, {t.events} events, "
+        f"{sum(t.queued.values())} remote csd calls, {t.paired} paired"
+    )
+    if result.command_status not in (None, 0) and not result.interrupted:
+        print(f"mcsmp trace record: command exited with status {result.command_status}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from ..io.atomic import write_atomic
+    from ..trace.fragment import build_fragment, write_report
+    from ..trace.parse import parse_trace
+
+    results = [parse_trace(f, args.tsc_hz) for f in args.files]
+    for r in results:
+        unpaired = sum(r.unpaired.values())
+        print(
+            f"{r.path}: {r.events} events, {r.paired} pairs, {unpaired} unpaired, {len(r.local_func)} local"
+        )
+    text, func = build_fragment(results, args.function)
+    write_atomic(args.output, text)
+    delivery = np.concatenate([r.delivery_ns[r.func == func] for r in results])
+    p50, p99 = np.quantile(delivery, [0.5, 0.99])
+    print(
+        f"wrote {args.output}: {func}, {len(delivery)} pairs, delivery p50 {p50 / 1e3:.2f} us, "
+        f"p99 {p99 / 1e3:.2f} us"
+    )
+    if args.report:
+        write_report(results, args.report, func)
+        print(f"wrote {args.report}/trace_report.csv and {args.report}/trace_ccdf.png")
+    return 0

@@ -1,1 +1,0 @@
-"""Sub-commands of the ``mcsmp`` command line, one module per group."""

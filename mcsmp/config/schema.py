@@ -1,0 +1,215 @@
+"""The typed, immutable configuration: one frozen :class:`Params` per sweep point.
+
+Built and validated by :mod:`mcsmp.config.build`; the kernels' enumerations (policy, call,
+placement, preemption-model and context names) come from :mod:`mcsmp.kernels.codes`, the one
+list of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._util import sha256_json
+from ..dists import Dist
+from ..kernels.codes import CALLER_CONTEXTS, CALLS, DISTANCE_CLASSES, PLACEMENTS, POLICIES, PREEMPTION_MODELS
+
+__all__ = [
+    "CALLER_CONTEXTS",
+    "CALLS",
+    "DISTANCE_CLASSES",
+    "PLACEMENTS",
+    "POLICIES",
+    "PREEMPTION_MODELS",
+    "Background",
+    "Cache",
+    "Caller",
+    "Costs",
+    "Ipi",
+    "Kernel",
+    "Machine",
+    "Params",
+    "Policy",
+    "Reference",
+    "Remote",
+    "RemoteState",
+    "Report",
+    "Tlb",
+    "Workload",
+    "key_from_hash",
+]
+
+
+@dataclass(frozen=True)
+class Machine:
+    cpus: int
+    sockets: int
+    cpus_per_llc: int
+    smt: int
+
+
+@dataclass(frozen=True)
+class Kernel:
+    preemption: str
+    csdlock_debug: bool
+    nr_cpus: int
+    tasks: int
+
+
+@dataclass(frozen=True)
+class Caller:
+    preemptible: float
+    spinlock: float
+    preempt_disabled: float
+
+
+@dataclass(frozen=True)
+class Workload:
+    call: str
+    mm_cpus: int | None
+    target_prob: float
+    run_local: bool
+    rate_hz: tuple[float, ...]  # one per CPU (a single number is broadcast)
+    rate_per_cpu: bool  # the file gave a list: report per-CPU rows
+    caller: Caller
+
+
+@dataclass(frozen=True)
+class Costs:
+    entry_ns: Dist
+    queue_ns: Dist
+    irq_entry_ns: Dist
+    func_ns: Dist
+    context_switch_ns: float
+
+
+@dataclass(frozen=True)
+class Ipi:
+    mode: str
+    cluster_size: int
+    send_ns: Dist
+    delivery_ns: Dist
+    cross_socket_ns: Dist
+
+
+@dataclass(frozen=True)
+class RemoteState:
+    fraction: float
+    length: Dist  # irq_off / vcpu_preempted: section length; idle: exit time
+
+
+@dataclass(frozen=True)
+class Remote:
+    irq_off: RemoteState
+    idle: RemoteState
+    vcpu_preempted: RemoteState
+
+
+@dataclass(frozen=True)
+class Tlb:
+    pages: Dist
+    ceiling_pages: int
+    invlpg_ns: Dist
+    full_flush_ns: Dist
+    info_bytes: int
+
+
+@dataclass(frozen=True)
+class Cache:
+    placement: str
+    transfer_ns: tuple[float, float, float, float]  # smt, llc, socket, remote
+    line_serialize_ns: float
+    false_sharing_prob: float
+    stack_tlb_miss_prob: float
+    page_walk_ns: Dist
+
+
+@dataclass(frozen=True)
+class Policy:
+    alloc_ns: float
+    alloc_fail_prob: float
+    cpus_read_lock_ns: float
+    reentry: str
+
+
+@dataclass(frozen=True)
+class Background:
+    name: str
+    rate_hz: float  # sections per second on every CPU (the largest, when given per CPU)
+    length: Dist
+    rates: tuple[float, ...] = ()  # per CPU (machine.cpus entries) when rate_hz is a list
+
+    def rate_on(self, cpu: int) -> float:
+        """Sections per second on ``cpu``."""
+        return self.rates[cpu] if self.rates else self.rate_hz
+
+
+@dataclass(frozen=True)
+class Reference:
+    window_max_ns: tuple[tuple[float, tuple[float, ...]], ...]  # (quantile, per-CPU values)
+    exceed_count: tuple[tuple[int, tuple[float, ...]], ...]  # (cpu, counts per bin)
+
+
+@dataclass(frozen=True)
+class Report:
+    quantiles: tuple[float, ...]
+    window_s: float
+    duration_h: float
+    exceed_bins_ns: tuple[float, ...]
+    precision_bits: int
+    reference: Reference | None
+
+
+@dataclass(frozen=True)
+class Params:
+    """One fully resolved, validated sweep point."""
+
+    name: str
+    seed: int
+    samples: int
+    policies: tuple[str, ...]
+    machine: Machine
+    kernel: Kernel
+    workload: Workload
+    costs: Costs
+    ipi: Ipi
+    remote: Remote
+    tlb: Tlb
+    cache: Cache
+    policy: Policy
+    background: tuple[Background, ...]
+    report: Report
+    resolved: dict[str, Any] = field(compare=False, repr=False)  # merged plain data
+    # Where this point came from (a mcsmp.config.points.PointSource: the file and its --set
+    # overrides), so that the public API can list and run a file's other sweep points.
+    origin: Any = field(default=None, compare=False, repr=False)
+
+    def model_dict(self) -> dict[str, Any]:
+        """The parameters that change what is sampled (not name, seed, samples, report, sweep)."""
+        skip = {"name", "seed", "samples", "report", "sweep"}
+        return {k: v for k, v in self.resolved.items() if k not in skip}
+
+    @property
+    def model_hash(self) -> str:
+        """SHA-256 of the canonical JSON of :meth:`model_dict`: the point's identity."""
+        return sha256_json(self.model_dict())
+
+    @property
+    def params_hash(self) -> str:
+        """SHA-256 of the canonical JSON of all resolved parameters (seed, samples, report too)."""
+        return sha256_json(self.resolved)
+
+    @property
+    def point_id(self) -> str:
+        return self.model_hash[:10]
+
+    @property
+    def stream_key(self) -> int:
+        """The key of this point's random streams (docs/model.md §6): from the model hash, so
+        two points draw alike exactly when they simulate the same model."""
+        return key_from_hash(self.model_hash)
+
+
+def key_from_hash(hex_hash: str) -> int:
+    """A stream key from a hex hash (its first 64 bits), as :attr:`Params.stream_key` uses it."""
+    return int(hex_hash[:16], 16)

@@ -1,0 +1,64 @@
+"""Every integer code shared by the compiled kernels and the Python layers above them.
+
+The kernels take flat arrays (``ip`` integers, ``fp`` floats, a distribution table) and write
+histogram rows; this module is the one place that says what each index and each enumeration value
+means. :mod:`mcsmp.sim.model` packs validated parameters with these codes, the kernels read them,
+and :mod:`mcsmp.sim.engine` reads the histogram rows back by metric name. Nothing here imports
+numba, so the layers above can use the codes without compiling anything.
+"""
+
+from __future__ import annotations
+
+# ---- integer parameters (ip[...]) ------------------------------------------------------------
+I_CPUS, I_PER_SOCKET, I_PER_LLC, I_SMT, I_MM_CPUS, I_CALL, I_RUN_LOCAL, I_CLUSTER_MODE = range(8)
+I_CLUSTER_SIZE, I_PLACEMENT, I_CEILING, I_INFO_BYTES, I_PREEMPTION, I_CSD_DEBUG = range(8, 14)
+I_REENTRY, I_UNIFORM_RATE, I_SHIFT, I_BASE, I_OVERFLOW = range(14, 19)
+N_IP = 19
+
+# ---- float parameters (fp[...]) --------------------------------------------------------------
+F_TARGET_PROB, F_IRQ, F_IDLE, F_VCPU, F_CALLER_PRE, F_CALLER_SPIN = range(6)
+F_T_SMT, F_T_LLC, F_T_SOCKET, F_T_REMOTE, F_SERIALIZE, F_FALSE_SHARING, F_TLB_MISS = range(6, 13)
+F_ALLOC_NS, F_ALLOC_FAIL, F_RLOCK_NS, F_REENTRY_SCALE = range(13, 17)
+N_FP = 17
+
+# ---- distribution slots (rows of the distribution index) --------------------------------------
+D_ENTRY, D_QUEUE, D_IRQ_ENTRY, D_FUNC, D_SEND, D_DELIVERY, D_CROSS_SOCKET = range(7)
+D_IRQ_OFF_LEN, D_IDLE_EXIT, D_VCPU_LEN, D_PAGES, D_INVLPG, D_FULL_FLUSH, D_PAGE_WALK = range(7, 14)
+N_DISTS = 14
+
+# ---- distribution table: basic families and columns -------------------------------------------
+# A family's code is its row kind in the table; mcsmp.dists.families gives each code its maths
+# (mean, CDF, residual) and mcsmp.kernels.sampling its draws.
+FAM_CONST, FAM_UNIFORM, FAM_EXPONENTIAL, FAM_LOGNORMAL, FAM_GAMMA, FAM_WEIBULL, FAM_PARETO = range(7)
+COL_FAMILY, COL_CUM_WEIGHT, COL_CUM_RESIDUAL_WEIGHT, COL_A, COL_B, COL_C = range(6)
+N_COLS = 6
+
+# ---- enumerations (names in the order of their codes) -----------------------------------------
+CALLS = ("tlb_flush", "tlb_flush_kernel", "generic")
+CALL_TLB, CALL_TLB_KERNEL, CALL_GENERIC = range(3)
+PLACEMENTS = ("percpu", "stack", "stack_aligned")
+PLACE_PERCPU, PLACE_STACK, PLACE_STACK_ALIGNED = range(3)
+PREEMPTION_MODELS = ("none", "voluntary", "full", "lazy", "rt")
+PREEMPT_NONE, PREEMPT_VOLUNTARY, PREEMPT_FULL, PREEMPT_LAZY, PREEMPT_RT = range(5)
+POLICIES = ("preempt_off", "preemptible_wait", "atomic_alloc", "cpus_read_lock")
+POL_PREEMPT_OFF, POL_PREEMPTIBLE_WAIT, POL_ATOMIC_ALLOC, POL_CPUS_READ_LOCK = range(4)
+CALLER_CONTEXTS = ("preemptible", "spinlock", "preempt_disabled")
+CTX_PREEMPTIBLE, CTX_SPINLOCK, CTX_PREEMPT_DISABLED = range(3)
+DISTANCE_CLASSES = ("smt", "llc", "socket", "remote")
+CLS_SMT, CLS_LLC, CLS_SOCKET, CLS_REMOTE = range(4)
+
+# ---- histogram rows ---------------------------------------------------------------------------
+# The fixed rows, by metric name; then, per CPU group g and policy i: P at
+# N_FIXED_HISTS + 2 (g · n_policies + i) and H one after (mcsmp.sim.model.policy_rows).
+H_CALL, H_WAIT_TAIL, H_REMOTE_WAIT, H_INFO_COST = range(4)
+FIXED_HISTS = ("call_ns", "wait_tail_ns", "remote_wait_ns", "info_cost_ns")
+N_FIXED_HISTS = 4
+POLICY_HISTS = ("preempt_off_ns", "hotplug_block_ns")  # the two rows of each (group, policy)
+
+# ---- per-fan-out sample columns (only when samples are kept, for tests) ------------------------
+S_SENDER, S_TARGETS, S_S, S_SL, S_T, S_SPIN, S_CONTEXT = range(7)
+N_SAMPLE_COLS = 7  # then P of each policy, then H of each policy
+
+# ---- per-fan-out trace of a pilot chunk (run_chunk -> replay_policies) --------------------------
+TR_SL, TR_T, TR_CODE = range(3)  # S_L, T, sender · 8 + context · 2 + allocation failed
+N_TRACE_COLS = 3

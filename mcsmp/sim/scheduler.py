@@ -1,0 +1,535 @@
+"""Running sweep points: the one scheduler, for a local thread pool, a Dask cluster or a shard.
+
+A *job* is one sweep point and the chunks of it to simulate here (all of them, or a shard's).
+Every backend calls ``on_done(job, result)`` as soon as a job's last chunk is in, so the caller can
+write it (atomically) at once: a sweep killed at any moment loses only the points in flight.
+Results are bit-identical whatever the backend, thread count or sharding: every chunk draws from
+its own stream and histograms merge by integer addition (:mod:`mcsmp.sim.engine`).
+
+A point that needs the re-entry pilot (docs/model.md §3) simulates each pilot chunk once: the
+first pass of a pilot chunk that belongs to the job keeps its trace and is *replayed* with the
+second-pass table (:func:`~mcsmp.sim.engine.replay_chunk`); a pilot chunk of another shard is
+simulated for its ``T − S_L`` histogram only.
+
+- **local** (default, and :func:`run_point`): one thread pool runs single chunks of all points,
+  handed out in point order a few ahead of the workers, so points finish roughly in order; a
+  point's pilot chunks go first, its other chunks once the pilot is merged, while the pool works
+  on later points. Each worker thread adds its chunks' counts into an accumulator of its own per
+  point (integer sums, so the order does not matter); memory does not grow with ``samples``.
+- **dask**: one task per (point, chunk range) of about a second of work; the pilot is a task of
+  its own that returns the second-pass table (which feeds the point's other tasks) and its own
+  chunks' results. Histograms are merged on the client as tasks complete.
+- **shards** (``--shard I/N``): the chunks of all points are cut into *chunk sets* of
+  :data:`SHARD_SET_CHUNKS` consecutive chunks of one point, numbered over the points in order;
+  shard ``I`` takes every set whose number is ``I`` modulo ``N`` (and runs with either backend).
+"""
+
+from __future__ import annotations
+
+import collections
+import operator
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..config import Params
+from ..errors import OverloadError, UserError
+from ..kernels import codes as K
+from .engine import (
+    CHUNK_FANOUTS,
+    NO_WAIT_TAIL,
+    ChunkOutput,
+    PointResult,
+    WaitTail,
+    chunk_sizes,
+    default_threads,
+    pilot_chunks,
+    replay_chunk,
+    simulate_chunk,
+    wait_tail_from,
+    warm_up,
+)
+from .histogram import Histogram
+from .model import CompiledModel, compile_model
+
+__all__ = [
+    "SHARD_SET_CHUNKS",
+    "Job",
+    "dask_task_chunks",
+    "parse_shard",
+    "run_jobs",
+    "run_point",
+    "shard_chunks",
+]
+
+SHARD_SET_CHUNKS = 16
+TARGET_SAMPLES_PER_TASK = 2**25  # ≈ 1 s of one core at ~3e7 target-samples/s (Dask tasks)
+LOOKAHEAD = 2  # queued chunks per worker thread
+
+
+@dataclass
+class Job:
+    """One sweep point and the chunks of it to simulate.
+
+    ``stream_key`` pins the random streams (common random numbers across parameter sets); None
+    draws from the point's own (:attr:`~mcsmp.config.Params.stream_key`).
+    """
+
+    key: str  # the point id (file name of its histograms)
+    params: Params
+    chunks: list[int]
+    model: CompiledModel = None  # type: ignore[assignment]  # compiled from params when not given
+    label: str = ""  # for messages: "[3] cache.placement=stack"
+    stream_key: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.model is None:
+            self.model = compile_model(self.params)
+
+    @property
+    def key_of_streams(self) -> int:
+        return self.params.stream_key if self.stream_key is None else self.stream_key
+
+    @property
+    def fanouts(self) -> int:
+        sizes = chunk_sizes(self.params.samples)
+        return sum(sizes[c] for c in self.chunks)
+
+    @property
+    def pilot(self) -> list[int]:
+        return pilot_chunks(self.params, self.model) if self.chunks else []
+
+    @property
+    def foreign_pilot_fanouts(self) -> int:
+        """Fan-outs of pilot chunks simulated here that belong to another shard."""
+        sizes = chunk_sizes(self.params.samples)
+        mine = set(self.chunks)
+        return sum(sizes[c] for c in self.pilot if c not in mine)
+
+    def result(self, counts: np.ndarray, sums: dict[int, np.ndarray], fanouts: dict[int, int],
+               tail: WaitTail, seconds: float, samples: np.ndarray | None = None) -> PointResult:  # fmt: skip
+        return PointResult(self.params, self.model, counts, sums, fanouts, tail.mean, seconds, samples, self.stream_key)
+
+
+def _pilot_tail(job: Job, firsts: Iterable[ChunkOutput]) -> WaitTail:
+    """The second-pass table from the first passes of all the pilot chunks (own counts each)."""
+    counts = np.zeros(job.model.layout.n_buckets, dtype=np.int64)
+    sums: dict[int, float] = {}
+    for out in firsts:
+        assert out.counts is not None
+        counts += out.counts[K.H_WAIT_TAIL]
+        sums[out.chunk] = float(out.sums[K.H_WAIT_TAIL])
+    total = 0.0
+    for chunk in sorted(sums):  # chunk order, as PointResult.row_histogram adds sums
+        total += sums[chunk]
+    try:
+        return wait_tail_from(job.model, Histogram(job.model.layout, counts, total))
+    except OverloadError as exc:
+        if job.label or job.key:
+            raise OverloadError(f"sweep point {job.label or job.key}: {exc}") from None
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# Shards
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"3/8"`` → ``(3, 8)``; shards are numbered 0..N-1 (like ``$SLURM_ARRAY_TASK_ID``)."""
+    try:
+        i_text, n_text = text.split("/")
+        i, n = int(i_text), int(n_text)
+    except ValueError:
+        raise UserError(f"--shard {text}: expected I/N with integers, e.g. 0/4") from None
+    if n < 1 or not 0 <= i < n:
+        raise UserError(f"--shard {text}: need N >= 1 and 0 <= I < N (shards are numbered from 0)")
+    return i, n
+
+
+def shard_chunks(chunk_counts: Sequence[int], shard: tuple[int, int] | None) -> list[list[int]]:
+    """For each point (by its number of chunks), the chunks that ``shard`` simulates."""
+    if shard is None:
+        return [list(range(n)) for n in chunk_counts]
+    index, count = shard
+    out: list[list[int]] = []
+    number = 0
+    for n in chunk_counts:
+        mine: list[int] = []
+        for start in range(0, n, SHARD_SET_CHUNKS):
+            if number % count == index:
+                mine += range(start, min(start + SHARD_SET_CHUNKS, n))
+            number += 1
+        out.append(mine)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Progress
+
+
+class _Progress:
+    """tqdm bar over fan-outs (pilot passes included) with points done; silent off a terminal."""
+
+    def __init__(self, jobs: Sequence[Job], enabled: bool | None) -> None:
+        from tqdm import tqdm
+
+        class _Bar(tqdm):  # type: ignore[misc,type-arg]
+            monitor_interval = 0  # no monitor thread: it would outlive the sweep (and forks)
+
+        total = sum(j.fanouts + j.foreign_pilot_fanouts for j in jobs)
+        self.n_points = len(jobs)
+        self.done = 0
+        self.bar = _Bar(
+            desc=f"points 0/{len(jobs)}", total=total, unit=" fan-outs", unit_scale=True, dynamic_ncols=True,
+            smoothing=0.1, disable=None if enabled is None else not enabled, file=sys.stderr,
+            bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} fan-outs "
+            "[{elapsed}<{remaining}, {rate_fmt}]",
+        )  # fmt: skip
+        self._describe()
+
+    def _describe(self) -> None:
+        self.bar.set_description_str(f"points {self.done}/{self.n_points}", refresh=False)
+
+    def advance(self, fanouts: int) -> None:
+        self.bar.update(fanouts)
+
+    def point_done(self) -> None:
+        self.done += 1
+        self._describe()
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Local thread pool
+
+
+@dataclass
+class _Point:
+    """The local scheduler's state of one job."""
+
+    job: Job
+    keep_samples: bool
+    todo: collections.deque[tuple[str, int]] = field(default_factory=collections.deque)
+    traced: set[int] = field(default_factory=set)
+    firsts: dict[int, ChunkOutput] = field(default_factory=dict)  # pilot first passes not yet used
+    pilot_left: int = 0
+    tail: WaitTail | None = None
+    left: int = 0  # job chunks not yet merged
+    counts: np.ndarray | None = None  # replayed chunks' counts
+    accumulators: dict[int, np.ndarray] = field(default_factory=dict)  # worker thread -> its counts
+    sums: dict[int, np.ndarray] = field(default_factory=dict)
+    fanouts: dict[int, int] = field(default_factory=dict)
+    samples: dict[int, np.ndarray] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+    def __post_init__(self) -> None:
+        job = self.job
+        pilot = job.pilot
+        self.left = len(job.chunks)
+        self.pilot_left = len(pilot)
+        self.traced = set() if self.keep_samples else set(pilot) & set(job.chunks)
+        self.counts = np.zeros((job.model.n_hists, job.model.layout.n_buckets), dtype=np.int64)
+        self.todo.extend(("first", c) for c in pilot)
+        if not pilot:
+            self._release(NO_WAIT_TAIL)
+
+    def _release(self, tail: WaitTail) -> None:
+        """The second-pass table is known: queue the replays and the other chunks."""
+        self.tail = tail
+        self.todo.extend(("replay", c) for c in sorted(self.traced))
+        self.todo.extend(("main", c) for c in self.job.chunks if c not in self.traced)
+
+    def work(self, kind: str, chunk: int) -> ChunkOutput:
+        """Run one task (in a worker thread)."""
+        job = self.job
+        if kind == "first":
+            return simulate_chunk(job.params, job.model, chunk, NO_WAIT_TAIL, job.key_of_streams,
+                                  trace=chunk in self.traced)  # fmt: skip
+        assert self.tail is not None
+        if kind == "replay":
+            return replay_chunk(job.params, job.model, self.firsts.pop(chunk), self.tail, job.key_of_streams)
+        acc = self.accumulators.get(threading.get_ident())
+        if acc is None:  # each thread inserts its own key only: no lock needed
+            acc = self.accumulators.setdefault(threading.get_ident(), np.zeros_like(self.counts))
+        return simulate_chunk(job.params, job.model, chunk, self.tail, job.key_of_streams, counts=acc,
+                              keep_samples=self.keep_samples)  # fmt: skip
+
+    def merge(self, kind: str, out: ChunkOutput) -> bool:
+        """Take a finished task's output (in the scheduling thread); True when the job is done."""
+        if kind == "first":
+            self.pilot_left -= 1
+            self.firsts[out.chunk] = out
+            if self.pilot_left == 0:
+                tail = _pilot_tail(self.job, self.firsts.values())
+                self.firsts = {c: o for c, o in self.firsts.items() if c in self.traced}
+                self._release(tail)
+            return False
+        if out.counts is not None:  # a replay: the chunk's own counts
+            self.counts += out.counts
+        self.sums[out.chunk], self.fanouts[out.chunk] = out.sums, out.fanouts
+        if out.samples is not None:
+            self.samples[out.chunk] = out.samples
+        self.left -= 1
+        return self.left == 0
+
+    def result(self) -> PointResult:
+        assert self.counts is not None and self.tail is not None
+        counts = self.counts
+        for acc in self.accumulators.values():
+            counts += acc
+        samples = np.concatenate([self.samples[c] for c in sorted(self.samples)]) if self.keep_samples else None
+        return self.job.result(counts, self.sums, self.fanouts, self.tail, time.perf_counter() - self.started, samples)
+
+
+def _run_local(
+    jobs: Sequence[Job], threads: int, progress: _Progress, on_done: Callable[[Job, PointResult], None],
+    keep_samples: bool = False,
+) -> None:  # fmt: skip
+    states = [_Point(job, keep_samples) for job in jobs]
+    cursor = 0
+    ahead = LOOKAHEAD * threads  # queued tasks: enough to keep workers busy, few enough to keep order
+
+    def next_task() -> tuple[_Point, str, int] | None:
+        nonlocal cursor
+        while cursor < len(states) and states[cursor].left == 0:
+            cursor += 1
+        for st in states[cursor:]:
+            if st.todo:
+                kind, chunk = st.todo.popleft()
+                return st, kind, chunk
+        return None
+
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mcsmp")
+    pending: dict[Future[ChunkOutput], tuple[_Point, str]] = {}
+    try:
+
+        def fill() -> None:
+            while len(pending) < ahead:
+                task = next_task()
+                if task is None:
+                    return
+                st, kind, chunk = task
+                pending[pool.submit(st.work, kind, chunk)] = (st, kind)
+
+        fill()
+        while pending:
+            done, _ = wait(list(pending), timeout=0.5, return_when=FIRST_COMPLETED)
+            for fut in done:
+                st, kind = pending.pop(fut)
+                out = fut.result()
+                if kind != "replay":
+                    progress.advance(out.fanouts)
+                if st.merge(kind, out):
+                    on_done(st.job, st.result())
+                    progress.point_done()
+            fill()
+    finally:
+        for fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Dask
+
+
+def dask_task_chunks(params: Params) -> int:
+    """Chunks per Dask task: about :data:`TARGET_SAMPLES_PER_TASK` target-samples (≈ 1 s)."""
+    m, w = params.machine, params.workload
+    others = m.cpus - 1 if (w.mm_cpus is None or w.call == "tlb_flush_kernel") else w.mm_cpus
+    prob = 1.0 if w.call == "tlb_flush_kernel" else w.target_prob
+    per_fanout = 4.0 + others * prob  # a fan-out costs a few targets' worth even with none
+    return int(min(256, max(1, round(TARGET_SAMPLES_PER_TASK / (CHUNK_FANOUTS * per_fanout)))))
+
+
+def _ranges(chunks: Sequence[int], size: int) -> Iterator[list[int]]:
+    for i in range(0, len(chunks), size):
+        yield list(chunks[i : i + size])
+
+
+_Parts = tuple[np.ndarray, dict[int, np.ndarray], dict[int, int], float]  # a PointResult without params
+
+
+def dask_pilot(job: Job) -> tuple[WaitTail, _Parts]:
+    """Dask task: the pilot of a point, simulated once: the second-pass table and the finished
+    results of the pilot chunks that belong to the job."""
+    warm_up(job.model)
+    mine = set(job.chunks)
+    key = job.key_of_streams
+    firsts = [simulate_chunk(job.params, job.model, c, NO_WAIT_TAIL, key, trace=c in mine) for c in job.pilot]
+    tail = _pilot_tail(job, firsts)
+    counts = np.zeros((job.model.n_hists, job.model.layout.n_buckets), dtype=np.int64)
+    sums, fanouts = {}, {}
+    start = time.perf_counter()
+    for first in firsts:
+        if first.chunk in mine:
+            out = replay_chunk(job.params, job.model, first, tail, key)
+            assert out.counts is not None
+            counts += out.counts
+            sums[out.chunk], fanouts[out.chunk] = out.sums, out.fanouts
+    return tail, (counts, sums, fanouts, time.perf_counter() - start)
+
+
+def dask_chunks(job: Job, chunks: list[int], tail: WaitTail) -> _Parts:
+    """Dask task: simulate ``chunks`` of a point."""
+    start = time.perf_counter()
+    warm_up(job.model)
+    counts = np.zeros((job.model.n_hists, job.model.layout.n_buckets), dtype=np.int64)
+    sums, fanouts = {}, {}
+    for c in chunks:
+        out = simulate_chunk(job.params, job.model, c, tail, job.key_of_streams, counts=counts)
+        sums[c], fanouts[c] = out.sums, out.fanouts
+    return counts, sums, fanouts, time.perf_counter() - start
+
+
+def _client(address: str | Any, threads: int) -> tuple[Any, Callable[[], None]]:
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise UserError("--dask needs the optional extra: pip install 'mcsmp[dask]'") from None
+    if not isinstance(address, str):
+        return address, lambda: None  # a Client made by the caller (tests, notebooks)
+    if address == "local":
+        # Threads in this process: the kernels release the GIL and need no recompilation. Port 0:
+        # a busy :8787 (another user) makes distributed retry and leak a socket.
+        cluster = LocalCluster(n_workers=1, threads_per_worker=threads, processes=False, dashboard_address=":0")
+        client = Client(cluster)
+
+        def close() -> None:
+            client.close()
+            cluster.close()
+
+        return client, close
+    try:
+        client = Client(address, timeout="20s")
+    except (OSError, TimeoutError) as exc:
+        raise UserError(f"--dask {address}: cannot connect to the scheduler: {exc}") from None
+    return client, client.close
+
+
+def _run_dask(
+    jobs: Sequence[Job], address: str | Any, threads: int, progress: _Progress,
+    on_done: Callable[[Job, PointResult], None],
+) -> None:  # fmt: skip
+    from distributed import as_completed
+
+    client, close = _client(address, threads)
+    futures: list[Any] = []
+    try:
+        meta: dict[str, tuple[Job, int, WaitTail | Any]] = {}  # future key -> job, chunks, its tail
+        for order, job in enumerate(jobs):
+            priority = len(jobs) - order  # earlier points first: they finish (and are saved) first
+            tail: Any = NO_WAIT_TAIL
+            rest = job.chunks
+            if job.pilot:
+                pilot = client.submit(dask_pilot, job, pure=False, priority=priority)
+                tail = client.submit(operator.itemgetter(0), pilot, pure=False, priority=priority)
+                parts = client.submit(operator.itemgetter(1), pilot, pure=False, priority=priority)
+                futures += [pilot, tail, parts]
+                meta[parts.key] = (job, len(set(job.pilot) & set(job.chunks)), tail)
+                rest = [c for c in job.chunks if c not in set(job.pilot)]
+            for chunks in _ranges(rest, dask_task_chunks(job.params)):
+                fut = client.submit(dask_chunks, job, chunks, tail, pure=False, priority=priority)
+                meta[fut.key] = (job, len(chunks), tail)
+                futures.append(fut)
+        partial: dict[str, PointResult] = {}
+        tails: dict[str, WaitTail] = {}
+        started = time.perf_counter()
+        for fut in as_completed([f for f in futures if f.key in meta]):
+            job, _, tail = meta[fut.key]
+            counts, sums, fanouts, seconds = fut.result()  # a pilot's OverloadError is raised here
+            if job.key not in tails:
+                tails[job.key] = tail if isinstance(tail, WaitTail) else tail.result()
+            fut.release()
+            part = job.result(counts, sums, fanouts, tails[job.key], seconds)
+            progress.advance(part.fanouts + (job.foreign_pilot_fanouts if job.key not in partial else 0))
+            merged = part if job.key not in partial else partial[job.key].merge(part)
+            if len(merged.chunk_fanouts) == len(job.chunks):
+                partial.pop(job.key, None)
+                merged.seconds = time.perf_counter() - started
+                on_done(job, merged)
+                progress.point_done()
+            else:
+                partial[job.key] = merged
+    finally:
+        with _quiet():
+            client.cancel(futures)
+        close()
+
+
+class _quiet:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return True  # cleanup after an interrupt must not mask it
+
+
+# --------------------------------------------------------------------------------------------
+# Entry points
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    on_done: Callable[[Job, PointResult], None],
+    *,
+    threads: int | None = None,
+    dask: str | Any | None = None,
+    progress: bool | None = None,
+    keep_samples: bool = False,
+) -> None:
+    """Simulate ``jobs``, calling ``on_done(job, result)`` (in this thread) as each one completes.
+
+    ``progress=None`` shows a bar only on a terminal. ``dask`` is a scheduler address, ``"local"``
+    or a ``distributed.Client``. ``keep_samples`` (local only, for tests) also returns every
+    fan-out's timeline. On KeyboardInterrupt, running chunks finish, queued ones are dropped and
+    the interrupt propagates; points already passed to ``on_done`` are kept.
+    """
+    jobs = [j for j in jobs if j.chunks]
+    threads = threads or default_threads()
+    for job in jobs:  # compile (or load) once, before any worker thread; cheap once warm
+        warm_up(job.model)
+    bar = _Progress(jobs, progress)
+    try:
+        if dask is None:
+            _run_local(jobs, threads, bar, on_done, keep_samples)
+        elif keep_samples:
+            raise ValueError("keep_samples needs the local backend")
+        else:
+            _run_dask(jobs, dask, threads, bar, on_done)
+    finally:
+        bar.close()
+
+
+def run_point(
+    params: Params,
+    *,
+    threads: int | None = None,
+    chunks: Iterable[int] | None = None,
+    keep_samples: bool = False,
+    model: CompiledModel | None = None,
+    stream_key: int | None = None,
+    progress: bool | None = False,
+) -> PointResult:
+    """Simulate the chunks ``chunks`` (default: all) of one point on a local thread pool.
+
+    ``stream_key`` pins the random streams (common random numbers); by default the point's own.
+    """
+    wanted = list(range(len(chunk_sizes(params.samples)))) if chunks is None else sorted(set(chunks))
+    job = Job("", params, wanted, model or compile_model(params), stream_key=stream_key)
+    out: list[PointResult] = []
+    run_jobs([job], lambda _job, result: out.append(result), threads=threads, progress=progress,
+             keep_samples=keep_samples)  # fmt: skip
+    if not out:  # no chunks asked for: an empty, mergeable result
+        return job.result(np.zeros((job.model.n_hists, job.model.layout.n_buckets), dtype=np.int64), {}, {},
+                          NO_WAIT_TAIL, 0.0)  # fmt: skip
+    return out[0]
