@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from scipy import stats
 from hgrm_reference import hdr_histogram, read_hgrm
 
 from mcsmp.cli import main
@@ -152,21 +153,58 @@ def test_mask_table(swept: Path) -> None:
     assert len(rows) == N_POINTS
 
 
-def test_wakeup_curve_is_the_reported_one(swept: Path) -> None:
+def test_wakeup_rows_follow_the_formula_from_the_histogram(swept: Path) -> None:
+    """summary.csv's wakeup_ns quantiles against docs/model.md §4 evaluated here, independently:
+    F_w(x + cs) = (1 − ρ − ρ_b) + ρ F_e(x) + ρ_b F_e,b(x), with F_e the equilibrium residual of the
+    recorded P histogram (piecewise-linear CDF inside buckets, so the survival integral is a
+    trapezoid sum) and F_e,b the closed form of docs/model.md §7 for the lognormal background."""
     _, summary = _csv(swept / "summary.csv")
-    for entry, result in _results(swept)[:2]:
-        for pol in result.params.policies:
-            x, cdf, lo, hi = wakeup_cdf(result, pol, group=0)  # group 0: CPUs 0 and 3 (100 Hz)
-            assert np.all(np.diff(cdf[np.isfinite(x)]) >= -1e-12) and np.all(lo <= cdf + 1e-12) and np.all(cdf <= hi + 1e-12)
-            rows = {r["statistic"]: r for r in summary
-                    if r["point"] == str(entry["index"]) and r["metric"] == "wakeup_ns" and r["policy"] == pol and r["cpu"] == "0"}  # fmt: skip
+    for entry, result in _results(swept):
+        params = result.params
+        (bg,) = params.background  # the default: one lognormal lock-contention source on every CPU
+        ((comp),) = bg.length.components
+        mu_b, sd_b = comp.a, comp.b
+        cs = params.costs.context_switch_ns
+        for pol in params.policies:
+            h = result.histogram("preempt_off_ns", pol, group=0)  # group 0: CPUs 0 and 3 (100 Hz)
+            x = h.layout.edges[:-1]  # finite edges; the overflow bucket is empty here
+            assert h.counts[-1] == 0
+            surv = 1.0 - np.concatenate(([0], np.cumsum(h.counts)))[:-1] / h.n
+            area = np.concatenate(([0.0], np.cumsum(np.diff(x) * 0.5 * (surv[:-1] + surv[1:]))))
+            f_e = area / area[-1]
+            rho = 100.0 * h.mean * 1e-9
+            mean_b = math.exp(mu_b + 0.5 * sd_b**2)
+            rho_b = bg.rate_hz * mean_b * 1e-9
+            with np.errstate(divide="ignore"):
+                lx = np.log(x)
+            f_eb = x * stats.lognorm.sf(x, s=sd_b, scale=math.exp(mu_b)) / mean_b + stats.norm.cdf((lx - mu_b - sd_b**2) / sd_b)
+            f_w = (1.0 - rho - rho_b) + rho * f_e + rho_b * f_eb
+            rows = {r["statistic"]: float(r["value_ns"]) for r in summary
+                    if r["point"] == str(entry["index"]) and r["metric"] == "wakeup_ns" and r["policy"] == pol
+                    and r["cpu"] == "0"}  # fmt: skip
+            assert set(rows) == {"mean"} | {quantile_label(q) for q in PARAMS["report"]["quantiles"]}
             for q in PARAMS["report"]["quantiles"]:
-                v = float(rows[quantile_label(q)]["value_ns"])
-                i = int(np.searchsorted(cdf, q))
-                if i == 0:  # the instant falls in no section often enough: just the context switch
-                    assert v == x[0] == result.params.costs.context_switch_ns
-                else:
-                    assert x[i - 1] <= v <= x[i]
+                v = rows[quantile_label(q)] - cs
+                if f_w[0] >= q:  # the instant falls in no section often enough: just the context switch
+                    assert v == 0.0
+                    continue
+                i = int(np.searchsorted(f_w, q))  # F_w(x[i-1]) < q <= F_w(x[i])
+                assert x[i - 1] <= v <= x[i], (pol, q, v, x[i - 1], x[i])
+                # and linear inside the bucket, as reported
+                expect = x[i - 1] + (q - f_w[i - 1]) / (f_w[i] - f_w[i - 1]) * (x[i] - x[i - 1])
+                assert v == pytest.approx(expect, rel=1e-9, abs=1e-6)  # the same numbers, other code
+            # the mean: E[W] = ρ E[P²] / (2 E[P]) + ρ_b E[B²] / (2 E[B]), P piecewise uniform in its
+            # buckets; the report integrates 1 − F_w on the bucket grid, exact to a bucket's width
+            lo, hi = x[:-1], x[1:]
+            p = h.counts[:-1] / h.n
+            m2 = float(np.sum(p * (lo * lo + lo * hi + hi * hi) / 3.0))
+            m1 = float(np.sum(p * 0.5 * (lo + hi)))
+            expect_mean = rho * m2 / (2.0 * m1) + rho_b * math.exp(mu_b + 1.5 * sd_b**2) / 2.0
+            assert rows["mean"] - cs == pytest.approx(expect_mean, rel=2.0 ** -params.report.precision_bits)
+            # the figure's curve is this same curve
+            xs, cdf, lo_b, hi_b = wakeup_cdf(result, pol, group=0)
+            assert np.allclose(cdf[: len(f_w)], f_w, atol=1e-12) and np.all(lo_b <= cdf) and np.all(cdf <= hi_b)
+            assert np.array_equal(xs[: len(x)], x + cs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -350,3 +388,92 @@ def test_quantiles_vs_cpus_when_cpus_are_swept(tmp_path: Path) -> None:
     names = {p.name for p in (out / "plots").iterdir()}
     assert {"quantiles_vs_cpus.png", "quantiles_vs_cpus.pdf", "placement_cost.png"} <= names
     assert "quantiles_by_point.png" not in names
+
+
+def _figures(swept: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, object]:
+    """Every figure of the sweep as a matplotlib Figure (drawn here, captured instead of saved)."""
+    from mcsmp.io.tables import PointRows
+    from mcsmp.plots import figure, plot_point, render_plots, study
+
+    captured: dict[str, object] = {}
+
+    def keep(fig, folder, stem, pdf_pages=None, png_suffix="", **kw):  # type: ignore[no-untyped-def]
+        captured[stem + png_suffix] = fig
+        return []
+
+    monkeypatch.setattr(study, "save", keep)
+    monkeypatch.setattr(figure, "save", keep)
+    monkeypatch.setattr(figure, "atomic_open", lambda *a, **k: open(tmp_path / "pages.pdf", "wb"))  # noqa: SIM115
+    meta = json.loads((swept / "meta.json").read_text())
+    points = []
+    for e in meta["points"]:
+        result = load_hist(hist_path(swept, e["id"]))
+        rows = PointRows(int(e["index"]), e["id"], dict(e["overrides"]), result.params, compute_metrics(result))
+        points.append(plot_point(rows, result))
+    render_plots(tmp_path, points, ["cache.placement", "policy.reentry"], processes=1)
+    return {"points": points, **captured}
+
+
+def test_figures_show_the_reported_values(swept: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from matplotlib.container import ErrorbarContainer
+
+    from mcsmp.plots.figure import style_of
+
+    figs = _figures(swept, monkeypatch, tmp_path)
+    points = figs.pop("points")
+    assert set(figs) == {"ccdf_preempt_off_ns", "ccdf_wakeup_ns", "quantiles_by_point", "placement_cost",
+                         "window_max_per_cpu"}  # fmt: skip
+    policies = PARAMS["policies"]
+    labels = [style_of(p)["label"] for p in policies]
+
+    # CCDFs: one panel per point, one falling curve per policy in [0, 1], log-log, a legend of policies
+    for stem in ("ccdf_preempt_off_ns", "ccdf_wakeup_ns"):
+        fig = figs[stem]
+        panels = [ax for ax in fig.axes if ax.lines]
+        assert len(panels) == N_POINTS, stem
+        for ax in panels:
+            assert ax.get_xscale() == ax.get_yscale() == "log"
+            assert ax.get_ylabel() in ("Pr(> x)", "")
+            assert len(ax.lines) == len(policies)
+            for line in ax.lines:
+                y = np.asarray(line.get_ydata(), float)
+                assert np.all((y >= 0) & (y <= 1)) and np.all(np.diff(y) <= 1e-12)
+        assert [t.get_text() for t in fig.legends[0].get_texts()] == labels
+
+    # quantiles by point: p50, p99, p99.9 panels; per policy one error bar per point, at the
+    # summary's value and interval
+    fig = figs["quantiles_by_point"]
+    assert [ax.get_title(loc="left") for ax in fig.axes] == [f"{quantile_label(q)} of preempt-off length"
+                                                             for q in (0.5, 0.99, 0.999)]  # fmt: skip
+    for ax, q in zip(fig.axes, (0.5, 0.99, 0.999), strict=True):
+        bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+        assert len(bars) == len(policies)
+        for pol, bar in zip(policies, bars, strict=True):
+            xs = np.asarray(bar.lines[0].get_xdata(), float)
+            want = [next(r.value for r in pt.rows if r.metric == "preempt_off_ns" and r.policy == pol
+                         and r.statistic == quantile_label(q)) for pt in points]  # fmt: skip
+            assert np.allclose(xs, want)
+        assert len(ax.get_yticks()) == N_POINTS
+
+    # placement cost: mean and p99 of info_cost_ns per placement, at the summary's values
+    fig = figs["placement_cost"]
+    for ax, stat in zip(fig.axes, ("mean", "p99"), strict=True):
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["percpu", "stack"]
+        bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+        got = [float(np.asarray(b.lines[0].get_ydata())[0]) for b in bars]
+        firsts = [next(pt for pt in points if pt.params.cache.placement == pl) for pl in ("percpu", "stack")]
+        want = [next(r.value for r in pt.rows if r.metric == "info_cost_ns" and r.statistic == stat) for pt in firsts]
+        assert np.allclose(got, want)
+
+    # window maximum per CPU: CPUs 0..3 on x, the model's quantiles per policy and the reference
+    fig = figs["window_max_per_cpu"]
+    panels = [ax for ax in fig.axes if ax.lines]
+    assert len(panels) == N_POINTS
+    for ax, pt in zip(panels, points, strict=True):
+        assert list(ax.get_xticks()) == [0, 1, 2, 3]  # CPUs 0..3
+        # per policy and quantile, one marker per CPU at the window_max_ns value (x dodged)
+        ys = sorted(float(y) for line in ax.lines[: len(policies) * 2] for y in line.get_ydata())
+        want = sorted(r.value for r in pt.rows if r.metric == "window_max_ns" and r.statistic in ("p50", "p99"))
+        assert np.allclose(ys, want)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == legend[: len(labels)] and "reference p99" in legend and "model p99" in legend

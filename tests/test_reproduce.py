@@ -127,12 +127,29 @@ def test_scale_cpus_tiles_per_cpu_lists(tmp_path: Path) -> None:
     assert p.background == build_params(load_raw(params)).background
 
 
-def test_every_scenario_builds(tmp_path: Path) -> None:
+def test_every_scenario_makes_the_change_it_names(tmp_path: Path) -> None:
     raw = load_raw(toy_files(tmp_path)[0])
-    for s in R.SCENARIOS:
-        build_params(s.change(raw))
-    p = build_params(dict((s.name, s) for s in R.SCENARIOS)["uncleaned"].change(raw))
-    assert p.workload.caller.preempt_disabled == 0.9
+    base = build_params(raw)
+    built = {s.name: build_params(s.change(raw)) for s in R.SCENARIOS}
+    assert set(built) == {"seed", "rt", "uncleaned", "reentry", "cpus64", "cpus256"}
+    assert built["seed"].params_hash == base.params_hash  # the box as is
+    assert built["rt"].kernel.preemption == "rt" and base.kernel.preemption != "rt"
+    callers = built["uncleaned"].workload.caller
+    assert (callers.preemptible, callers.spinlock, callers.preempt_disabled) == (0.01, 0.09, 0.90)
+    assert built["reentry"].policy.reentry == "bound"
+    for name, cpus, sockets in (("cpus64", 64, 1), ("cpus256", 256, 2)):
+        p = built[name]
+        assert (p.machine.cpus, p.machine.sockets, p.machine.cpus_per_llc) == (cpus, sockets, cpus // sockets)
+        assert p.workload.rate_hz == tuple(base.workload.rate_hz[c % 8] for c in range(cpus))  # tiled
+        assert p.report.reference is None  # the 16-CPU reference does not apply
+        assert p.samples == max(round(base.samples * 7 / (cpus - 1)), 1 << 16)  # same target-samples
+    # nothing else moves: every scenario differs from the box only in the keys it names
+    for name, p in built.items():
+        changed = {k for k in base.resolved if base.resolved[k] != p.resolved[k]}
+        allowed = {"seed": set(), "rt": {"kernel"}, "uncleaned": {"workload"}, "reentry": {"policy"},
+                   "cpus64": {"machine", "workload", "report", "samples"},
+                   "cpus256": {"machine", "workload", "report", "samples"}}[name]  # fmt: skip
+        assert changed <= allowed, (name, changed)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -120,7 +120,7 @@ SCENARIOS: tuple[Scenario, ...] = (
              "workload.caller = 1 % preemptible / 9 % spinlock / 90 % preempt_disabled (seed 000: 99 % of "
              "callers disable preemption; patches 7, 8, 14 not applied)"),
     Scenario("reentry", "re-entry bound", _set(policy__reentry="bound"),
-             "policy.reentry=bound: every overlap with an outstanding wait spins in csd_lock() (MODEL §3 upper bound)"),
+             "policy.reentry=bound: every overlap with an outstanding wait spins in csd_lock() (docs/model.md §3 upper bound)"),
     Scenario("cpus64", "64 CPUs (extrapolation)", lambda raw: scale_cpus(raw, 64),
              "machine.cpus=64, one socket/LLC, per-CPU rates tiled (16 exit/reclaim-heavy CPUs), every other CPU targeted"),
     Scenario("cpus256", "256 CPUs (extrapolation)", lambda raw: scale_cpus(raw, 256, sockets=2),

@@ -1,7 +1,7 @@
-"""The compiled fan-out kernel: one chunk of fan-outs, MODEL.md §1–§3, recorded into histograms.
+"""The compiled fan-out kernel: one chunk of fan-outs, docs/model.md §1–§3, recorded into histograms.
 
 Inputs are trusted (built by :mod:`mcsmp.model` from validated parameters). Names follow
-MODEL.md: ``E`` entry, ``Q`` queue phase, ``d`` departure, ``S`` end of sends, ``L`` local call,
+docs/model.md: ``E`` entry, ``Q`` queue phase, ``d`` departure, ``S`` end of sends, ``L`` local call,
 ``a`` arrival, ``h`` handler start, ``c`` completion, ``T`` end of the call, ``P``/``H`` the
 preempt-off and hotplug-blocking lengths of each policy.
 """
@@ -117,7 +117,7 @@ def _record(counts: np.ndarray, sums: np.ndarray, row: int, v: float, ip: np.nda
 
 @kernel
 def _spin(xs, rate, tail_rows, edges):  # type: ignore[no-untyped-def]
-    """Re-entry spin of one fan-out (MODEL §3) from the auxiliary stream: ``(spin, xs)``.
+    """Re-entry spin of one fan-out (docs/model.md §3) from the auxiliary stream: ``(spin, xs)``.
 
     With probability ``rate`` (= λ · E[T − S_L]) an equilibrium residual of the first pass's
     ``T − S_L`` histogram, read as piecewise uniform inside its buckets; else 0.
@@ -137,7 +137,7 @@ def _spin(xs, rate, tail_rows, edges):  # type: ignore[no-untyped-def]
 
 @kernel
 def _policies(counts, sums, samples, it, ip, fp, policies, g, ctx, alloc_failed, s_l, t_end, spin):  # type: ignore[no-untyped-def]
-    """P and H of every policy for one fan-out of CPU group ``g`` (MODEL §3), recorded."""
+    """P and H of every policy for one fan-out of CPU group ``g`` (docs/model.md §3), recorded."""
     preemption = ip[I_PREEMPTION]
     kernel_preemptible = preemption >= PREEMPT_FULL
     waits_pinned = ip[I_CSD_DEBUG] == 1 or ip[I_CALL] == CALL_TLB_KERNEL
@@ -250,7 +250,7 @@ def run_chunk(
     ffk, ffa, ffb = fast_params(index, table, slot[D_FULL_FLUSH])
     ilk, ila, ilb = fast_params(index, table, slot[D_INVLPG])
 
-    # Topology of each CPU, so a target's distance class (MODEL §1 step 2) is three compares:
+    # Topology of each CPU, so a target's distance class (docs/model.md §1 step 2) is three compares:
     # other socket -> remote, else other LLC -> socket, else other core -> llc, else smt.
     socket_of = np.empty(n, dtype=np.int64)
     llc_of = np.empty(n, dtype=np.int64)

@@ -1,4 +1,4 @@
-"""Compiled log-linear bucket index (HdrHistogram-style, MODEL.md §5).
+"""Compiled log-linear bucket index (HdrHistogram-style, docs/model.md §5).
 
 A float64 ``v >= 1`` has bits ``(exponent << 52) | mantissa``; shifting right by ``52 − p``
 keeps the exponent and the top ``p`` mantissa bits, which is exactly a log-linear bucket of

@@ -1,6 +1,6 @@
 """Turn paired csd traces into an mcsmp parameter fragment, a CSV report and a CCDF plot.
 
-Mapping onto MODEL.md (§1, §8):
+Mapping onto docs/model.md (§1, §8):
 
 - queue → entry (``delivery``) becomes ``ipi.delivery_ns``. In a real trace this interval already
   contains the rest of the queue phase, the ICR write, the interrupt entry and any wait for an
@@ -114,7 +114,7 @@ def combine(results: Sequence[TraceResult]) -> Combined:
 
 
 def quantile_table(x: np.ndarray, levels: Sequence[float] = QUANTILE_LEVELS) -> dict[float, float]:
-    """Empirical quantiles in the ``empirical {quantiles: …}`` form of MODEL.md §8.
+    """Empirical quantiles in the ``empirical {quantiles: …}`` form of docs/model.md §8.
 
     Parameters
     ----------

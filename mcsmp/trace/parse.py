@@ -73,7 +73,7 @@ REASONS = (
     "negative_delay",
     "func_mismatch",
 )
-# Distance classes of MODEL.md §1 step 2, plus "self" (queued to its own CPU) and "unknown".
+# Distance classes of docs/model.md §1 step 2, plus "self" (queued to its own CPU) and "unknown".
 CLASSES = ("smt", "llc", "socket", "remote", "self", "unknown")
 
 _HEADER_PREFIX = "# mcsmp-trace:"
@@ -162,7 +162,7 @@ def _cpumask(text: str) -> list[int]:
 
 
 def distance_class(sender: int, target: int, topology: dict[int, CpuTopology]) -> str:
-    """Classify a target relative to its sender as in MODEL.md §1 step 2.
+    """Classify a target relative to its sender as in docs/model.md §1 step 2.
 
     Parameters
     ----------
