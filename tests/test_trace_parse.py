@@ -331,3 +331,67 @@ def test_cli_import(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         _cli(["trace", "import", str(tmp_path / "missing.trace"), "-o", str(out)])
     with pytest.raises(UserError, match="no paired remote"):
         _cli(["trace", "import", str(DATA / "edge_wrapped.trace"), "-o", str(out), "--func", "nope"])
+
+
+# ------------------------------------------------------------------------------------------------
+# import options: the main function by default, a time window, the CPU count, silent shootdowns
+
+_TWO_FUNCS = """# tracer: nop
+#
+# entries-in-buffer/entries-written: 14/14   #P:4
+#
+{lines}"""
+
+
+def _synthetic(tmp_path: Path, calls: list[tuple[str, float]], extra: str = "") -> Path:
+    """A hand-made trace without an mcsmp header: one remote call per (func, queue time in s)."""
+    # both CPUs' buffers start at t = 0 (a call queued before its target's first event is unpaired)
+    lines = [f"  s-1 [00{c}] ...1. 0.000000: tracing_mark_write: mcsmp-start cpu={c}" for c in (0, 1)]
+    for i, (func, t) in enumerate(calls):
+        csd = f"00000000b{i:07x}"
+        lines.append(f"  s-1 [000] ...1. {t:.6f}: csd_queue_cpu: cpu=1 callsite=x+0x0/0x1 func={func} csd={csd}")
+        lines.append(f"  <idle>-0 [001] d.h1. {t + 5e-6:.6f}: csd_function_entry: func={func}, csd={csd}")
+        lines.append(f"  <idle>-0 [001] d.h1. {t + 6e-6:.6f}: csd_function_exit: func={func}, csd={csd}")
+    path = tmp_path / "synthetic.trace"
+    path.write_text(_TWO_FUNCS.format(lines="\n".join(lines) + "\n" + extra))
+    return path
+
+
+def test_import_defaults_to_the_commonest_function_and_lists_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls = [("flush_tlb_func", 1.0 + 0.001 * i) for i in range(3)] + [("remote_function", 2.0 + 0.001 * i) for i in range(9)]
+    path = _synthetic(tmp_path, calls)
+    text, func = build_fragment([parse_trace(path)])
+    assert func == "remote_function"
+    assert _cli(["trace", "import", str(path), "-o", str(tmp_path / "f.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "remote_function, 9 pairs" in out and "other paired functions" in out and "flush_tlb_func (3)" in out
+    # the CPU count comes from ftrace's header (#P:4) when the topology was not recorded
+    frag = yaml.safe_load(text)
+    assert frag["machine"] == {"cpus": 4, "sockets": 1, "cpus_per_llc": 4, "smt": 1}
+    assert "#P" in text
+
+
+def test_import_window_keeps_only_the_calls_queued_inside(tmp_path: Path) -> None:
+    calls = [("flush_tlb_func", 1.0 + 0.001 * i) for i in range(10)] + [("flush_tlb_func", 2.5 + 0.001 * i) for i in range(4)]
+    r = parse_trace(_synthetic(tmp_path, calls))  # times are ns from the first event (t = 0)
+    assert r.paired == 14
+    text, _ = build_fragment([r], window=(2.0, 3.0))
+    assert "n=4" in text and "window: calls queued 2 s to 3 s" in text
+    assert "n=10" in build_fragment([r], window=(0.5, 2.0))[0]
+
+
+def test_shootdowns_without_a_remote_request_are_counted(tmp_path: Path) -> None:
+    send = "  s-1 [000] d..1. {t:.6f}: tlb_flush: pages:1 reason:remote IPI send (4)"
+    extra = "\n".join(send.format(t=t) for t in (0.9999, 3.0, 3.5)) + "\n"  # 1 with its csd, 2 silent
+    path = _synthetic(tmp_path, [("flush_tlb_func", 1.0)], extra)
+    lines = path.read_text().splitlines()
+    head, body = lines[:4], sorted(lines[4:], key=lambda l: float(re.search(r"(\d+\.\d+):", l).group(1)))  # type: ignore[union-attr]
+    path.write_text("\n".join(head + body) + "\n")
+    r = parse_trace(path)
+    assert (r.shootdowns, r.shootdowns_without_request) == (3, 2)
+    real = parse_trace(DATA / "munmap_a.trace.gz")
+    assert real.shootdowns == 2707  # tlb_flush 'remote IPI send' lines in the file
+    assert 0 <= real.shootdowns_without_request <= real.shootdowns
+    assert "without a remote request" in build_fragment([real])[0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -63,12 +64,28 @@ def add_parser(subparsers: Any) -> None:
         "--func",
         dest="function",
         metavar="NAME",
-        help="csd function for the distributions (default flush_tlb_func, else the commonest)",
+        help="csd function for the distributions (default: the commonest paired one)",
+    )
+    i.add_argument(
+        "--window",
+        metavar="START:END",
+        type=_window,
+        help="only calls queued between START and END seconds after each file's first event",
     )
     i.add_argument(
         "--tsc-hz", type=float, metavar="HZ", help="TSC rate for raw-cycle traces without a header"
     )
     i.set_defaults(func=_import)
+
+
+def _window(text: str) -> tuple[float, float]:
+    try:
+        start, end = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected START:END in seconds, e.g. 0.5:2, got {text!r}") from None
+    if not 0 <= start < end:
+        raise argparse.ArgumentTypeError(f"need 0 <= START < END, got {text!r}")
+    return start, end
 
 
 def _record(args: argparse.Namespace) -> int:
@@ -90,7 +107,7 @@ def _record(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     from ..io.atomic import write_atomic
-    from ..trace.fragment import build_fragment, write_report
+    from ..trace.fragment import build_fragment, combine, write_report
     from ..trace.parse import parse_trace
 
     results = [parse_trace(f, args.tsc_hz) for f in args.files]
@@ -99,15 +116,24 @@ def _import(args: argparse.Namespace) -> int:
         print(
             f"{r.path}: {r.events} events, {r.paired} pairs, {unpaired} unpaired, {len(r.local_func)} local"
         )
-    text, func = build_fragment(results, args.function)
+    text, func = build_fragment(results, args.function, args.window)
     write_atomic(args.output, text)
-    delivery = np.concatenate([r.delivery_ns[r.func == func] for r in results])
+    c = combine(results, args.window)
+    delivery = c.values["delivery"][c.func == func]
     p50, p99 = np.quantile(delivery, [0.5, 0.99])
     print(
         f"wrote {args.output}: {func}, {len(delivery)} pairs, delivery p50 {p50 / 1e3:.2f} us, "
         f"p99 {p99 / 1e3:.2f} us"
     )
+    others = Counter(f for f in c.func.tolist() if f != func)
+    if others:
+        print("other paired functions (--func NAME to use one): "
+              + ", ".join(f"{f} ({n})" for f, n in others.most_common()))  # fmt: skip
+    shootdowns = sum(r.shootdowns for r in results)
+    if shootdowns:
+        silent = sum(r.shootdowns_without_request for r in results)
+        print(f"TLB shootdowns started: {shootdowns}, of them without a remote request: {silent}")
     if args.report:
-        write_report(results, args.report, func)
+        write_report(results, args.report, func, args.window)
         print(f"wrote {args.report}/trace_report.csv and {args.report}/trace_ccdf.png")
     return 0

@@ -82,21 +82,30 @@ class Combined:
         return total
 
 
-def combine(results: Sequence[TraceResult]) -> Combined:
+def combine(results: Sequence[TraceResult], window: tuple[float, float] | None = None) -> Combined:
     """Concatenate the pairs of several parsed traces.
 
     Parameters
     ----------
     results : sequence of TraceResult
+    window : (start, end) in seconds, optional
+        Keep only the remote calls queued in ``[start, end)`` seconds after each file's first
+        event (the local calls are kept whole; the counts of unpaired calls are not windowed).
 
     Returns
     -------
     Combined
     """
     rs = list(results)
+    keep = {id(r): np.ones(len(r.t_queue), dtype=bool) for r in rs}
+    if window is not None:
+        lo, hi = window[0] * 1e9, window[1] * 1e9
+        keep = {id(r): (r.t_queue >= lo) & (r.t_queue < hi) for r in rs}
 
-    def cat(get: Callable[[TraceResult], np.ndarray]) -> np.ndarray:
-        return np.concatenate([get(r) for r in rs]) if rs else np.array([])
+    def cat(get: Callable[[TraceResult], np.ndarray], paired: bool = True) -> np.ndarray:
+        if not rs:
+            return np.array([])
+        return np.concatenate([get(r)[keep[id(r)]] if paired else get(r) for r in rs])
 
     return Combined(
         results=rs,
@@ -108,8 +117,8 @@ def combine(results: Sequence[TraceResult]) -> Combined:
             "completion": cat(lambda r: r.completion_ns),
         },
         ipi=cat(lambda r: r.ipi),
-        local_func=cat(lambda r: np.array(r.local_func, dtype=object)),
-        local_handler_ns=cat(lambda r: r.local_handler_ns),
+        local_func=cat(lambda r: np.array(r.local_func, dtype=object), paired=False),
+        local_handler_ns=cat(lambda r: r.local_handler_ns, paired=False),
     )
 
 
@@ -148,8 +157,7 @@ def _choose_function(c: Combined, func: str | None) -> str:
     if not counts:
         files = ", ".join(r.path for r in c.results)
         raise UserError(f"{files}: no paired remote csd calls to build distributions from")
-    # TLB shootdowns are what the model is about; otherwise take the commonest function.
-    return "flush_tlb_func" if counts["flush_tlb_func"] else counts.most_common(1)[0][0]
+    return counts.most_common(1)[0][0]  # the capture's main function (ties: the first seen)
 
 
 def _fmt(v: float) -> str:
@@ -164,8 +172,14 @@ def _stats_row(x: np.ndarray) -> list[str]:
 
 
 def _machine(c: Combined) -> tuple[dict[str, int] | None, str]:
-    """``machine`` keys from the recorded topology, or None and the reason."""
+    """``machine`` keys from the recorded topology, or from ftrace's CPU count, or None and why."""
     topos = [r.header.topology for r in c.results]
+    online = {r.header.values.get("online_cpus") for r in c.results}
+    if not topos[0] and len(online) == 1 and None not in online:
+        n = int(online.pop())
+        return {"cpus": n, "sockets": 1, "cpus_per_llc": n, "smt": 1}, (
+            f"topology not recorded: machine.cpus = {n} from the ftrace header (#P), one socket and LLC assumed"
+        )
     if not topos[0] or any(t != topos[0] for t in topos):
         return None, "topology not recorded (or differs between files): machine keys left out"
     t = topos[0]
@@ -207,6 +221,9 @@ def _summary_comments(c: Combined, func: str) -> list[str]:
         f"handler entries without a queue event: {sum(c.counter('entries_without_queue').values())}; "
         f"exits without entry: {sum(c.counter('exits_without_entry').values())}; "
         f"lost events: {sum(r.lost_events for r in c.results)}",
+        f"TLB shootdowns started (tlb_flush 'remote IPI send'): {sum(r.shootdowns for r in c.results)}; "
+        f"of them without a remote request (every target lazy or PV-deferred, or polled): "
+        f"{sum(r.shootdowns_without_request for r in c.results)}",
         f"distributions below: function {func}, all distance classes pooled, n={int(np.sum(c.func == func))}",
         "",
         f"{'function':<24} {'class':<7} {'quantity':<10} {'n':>7} {'p50':>9} {'p90':>9} {'p99':>9} "
@@ -239,7 +256,9 @@ def _dist_yaml(table: dict[float, float], indent: str) -> list[str]:
     return lines
 
 
-def build_fragment(results: Sequence[TraceResult], func: str | None = None) -> tuple[str, str]:
+def build_fragment(
+    results: Sequence[TraceResult], func: str | None = None, window: tuple[float, float] | None = None
+) -> tuple[str, str]:
     """Build the YAML parameter fragment.
 
     Parameters
@@ -247,8 +266,9 @@ def build_fragment(results: Sequence[TraceResult], func: str | None = None) -> t
     results : sequence of TraceResult
         Parsed traces (pairs are pooled over files).
     func : str, optional
-        The csd function whose pairs make the distributions; default ``flush_tlb_func`` when
-        present, else the most frequent one.
+        The csd function whose pairs make the distributions; default the most frequent one.
+    window : (start, end) in seconds, optional
+        Only the calls queued in this window of each file (see :func:`combine`).
 
     Returns
     -------
@@ -260,7 +280,7 @@ def build_fragment(results: Sequence[TraceResult], func: str | None = None) -> t
     UserError
         No paired remote calls (of ``func``).
     """
-    c = combine(results)
+    c = combine(results, window)
     func = _choose_function(c, func)
     sel = c.func == func
     delivery, handler = c.values["delivery"][sel], c.values["handler"][sel]
@@ -275,6 +295,8 @@ def build_fragment(results: Sequence[TraceResult], func: str | None = None) -> t
         "costs.irq_entry_ns, remote.irq_off.fraction, remote.idle.fraction). Handler time",
         "(entry->exit) becomes costs.func_ns, which only workload.call: generic uses.",
     ]
+    if window is not None:
+        notes.append(f"window: calls queued {window[0]:g} s to {window[1]:g} s after each file's first event")
     machine, why = _machine(c)
     if why:
         notes.append(why)
@@ -300,7 +322,8 @@ def build_fragment(results: Sequence[TraceResult], func: str | None = None) -> t
 
 
 def write_report(
-    results: Sequence[TraceResult], outdir: str | os.PathLike[str], func: str | None = None
+    results: Sequence[TraceResult], outdir: str | os.PathLike[str], func: str | None = None,
+    window: tuple[float, float] | None = None,
 ) -> None:
     """Write ``trace_report.csv`` and ``trace_ccdf.png`` into ``outdir`` (created if needed).
 
@@ -310,13 +333,15 @@ def write_report(
     outdir : path-like
     func : str, optional
         Function drawn in the CCDF (same default as :func:`build_fragment`).
+    window : (start, end) in seconds, optional
+        As for :func:`build_fragment`.
     """
     d = Path(outdir)
     try:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{d}: {exc.strerror or exc}") from None
-    c = combine(results)
+    c = combine(results, window)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(

@@ -84,6 +84,9 @@ _LINE = re.compile(
 _LOST = re.compile(r"^(?:CPU:?\s*(?P<cpu>\d+)\s+)?\[?LOST (?P<n>\d+) EVENTS\]?\s*$")
 _STARTED = re.compile(r"^#{3,}\s*CPU (?P<cpu>\d+) buffer started\s*#*$")
 _ENTRIES = re.compile(r"entries-in-buffer/entries-written:\s*(?P<inbuf>\d+)/(?P<written>\d+)")
+_ONLINE = re.compile(r"#P:(?P<cpus>\d+)")  # ftrace's header: the CPUs online when recorded
+# tlb_flush's reason for native_flush_tlb_multi() (TLB_REMOTE_SEND_IPI): a shootdown is starting
+_REMOTE_SEND = "remote IPI send"
 # trace-cmd report preamble lines that carry no events.
 _IGNORED = re.compile(r"^(cpus=\d+|CPU \d+ is empty|version = .*)$")
 _TRACE_DAT_MAGIC = b"\x17\x08\x44tracing"
@@ -235,6 +238,11 @@ class TraceResult:
     wrap_cut_ns : float or None
         With a wrapped buffer, calls queued before this time were discarded.
     events, lines : int
+    shootdowns, shootdowns_without_request : int
+        TLB shootdowns the senders started (``tlb_flush`` with reason "remote IPI send", from
+        ``native_flush_tlb_multi()``), and those of them that queued no ``flush_tlb_func`` csd:
+        every target was skipped (lazy TLB, or a PV flush that defers preempted vCPUs) or the
+        request went another way; 0 when the trace has no ``tlb`` events.
     """
 
     path: str
@@ -259,6 +267,8 @@ class TraceResult:
     wrap_cut_ns: float | None
     events: int
     lines: int
+    shootdowns: int = 0
+    shootdowns_without_request: int = 0
 
     @property
     def delivery_ns(self) -> np.ndarray:
@@ -425,6 +435,9 @@ class _Pairer:
         self.saw_ipi = False
         self.events = 0
         self.csd_events = 0
+        self.shootdowns = 0  # tlb_flush "remote IPI send" events
+        self.silent = 0  # ... that queued no flush_tlb_func csd before the sender's next one
+        self.shootdown_open: dict[int, bool] = {}
 
     def run(self, lines: Iterable[str]) -> TraceResult:
         lineno = 0
@@ -446,6 +459,8 @@ class _Pairer:
                     self.annotated_wrap = True
                 elif (e := _ENTRIES.search(stripped)) is not None:
                     self.header.entries = (int(e["inbuf"]), int(e["written"]))
+                    if (p := _ONLINE.search(stripped)) is not None:
+                        self.header.values.setdefault("online_cpus", p["cpus"])
                 continue
             if (lost := _LOST.match(stripped)) is not None:
                 self._lost(int(lost["n"]), None if lost["cpu"] is None else int(lost["cpu"]))
@@ -468,6 +483,12 @@ class _Pairer:
             self.saw_ipi = True
             self._ipi(cpu, name, _fields(m["fields"]))
             return
+        if name == "tlb_flush":
+            if _REMOTE_SEND in m["fields"]:
+                self.shootdowns += 1
+                self.silent += self.shootdown_open.get(cpu, False)  # the previous one queued nothing
+                self.shootdown_open[cpu] = True
+            return
         if name not in _CSD_EVENTS:
             return
         self.csd_events += 1
@@ -484,6 +505,8 @@ class _Pairer:
             raise UserError(f"{self.path}:{lineno}: malformed {name} fields {m['fields'][:80]!r}") from None
 
     def _queue(self, sender: int, target: int, func: str, csd: str, t: float) -> None:
+        if func == "flush_tlb_func":
+            self.shootdown_open[sender] = False
         call = _Call(func, sender, target, t)
         self.calls.append(call)
         # The csd is locked until its target runs it, so a re-queue means the earlier queue
@@ -610,4 +633,6 @@ class _Pairer:
             wrap_cut_ns=cut,
             events=self.events,
             lines=lines,
+            shootdowns=self.shootdowns,
+            shootdowns_without_request=self.silent + sum(self.shootdown_open.values()),
         )
