@@ -1,29 +1,10 @@
-"""Test-only HdrHistogram helpers: hdrh's own writer and a reader of ``.hgrm`` files.
-
-:func:`mcsmp.io.hgrm.hgrm_bytes` writes ``.hgrm`` files over our non-empty buckets only; these
-are the independent references it is checked against (hdrh's pure-Python percentile iterator).
-"""
+"""Test-only reader of ``.hgrm`` files (the writer is checked against hdrh's own, in
+test_outputs.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-from mcsmp.io.hgrm import hdr_significant_figures, recorded_values
-from mcsmp.sim.histogram import RANGE_HIGH_NS, Histogram
-
-__all__ = ["hdr_histogram", "read_hgrm"]
-
-
-def hdr_histogram(hist: Histogram) -> Any:
-    """``hist`` as an ``hdrh`` HdrHistogram over 1 ns .. 1e12 ns (see mcsmp.io.hgrm)."""
-    from hdrh.histogram import HdrHistogram
-
-    hdr = HdrHistogram(1, int(RANGE_HIGH_NS), hdr_significant_figures(hist.layout.precision_bits))
-    for i, value in zip(*recorded_values(hist), strict=True):
-        if not hdr.record_value(int(value), int(hist.counts[i])):
-            raise ValueError(f"HdrHistogram refused value {value}")
-    return hdr
+__all__ = ["read_hgrm"]
 
 
 def read_hgrm(path: str | Path) -> list[tuple[float, float, int]]:

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import yaml
 from scipy import stats
-from hgrm_reference import hdr_histogram, read_hgrm
+from hgrm_reference import read_hgrm
 
 from mcsmp.cli import main
 from mcsmp.config import expand, load_raw
 from mcsmp.io.atomic import atomic_open, write_atomic
-from mcsmp.io.hgrm import hgrm_bytes
+from mcsmp.io.hgrm import hdr_histogram, hgrm_bytes
 from mcsmp.io.histfile import hist_path, load_hist, save_hist
 from mcsmp.io.tables import ns_label
 from mcsmp.metrics import compute_metrics, quantile_label, wakeup_cdf
@@ -477,3 +477,46 @@ def test_figures_show_the_reported_values(swept: Path, monkeypatch: pytest.Monke
         assert np.allclose(ys, want)
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == legend[: len(labels)] and "reference p99" in legend and "model p99" in legend
+
+
+def test_hlog_files_read_back_with_hdrhistogram_and_merge(swept: Path) -> None:
+    """The .hlog interval logs hold the same distribution as our histograms, per CPU group for
+    P and H, and merge with another HdrHistogram (as a user's cyclictest data would)."""
+    from hdrh.histogram import HdrHistogram
+    from hdrh.log import HistogramLogReader
+
+    from mcsmp.io.hgrm import hdr_histogram
+
+    def read_interval(path: Path, template: HdrHistogram) -> HdrHistogram:
+        reader = HistogramLogReader(str(path), template)
+        try:
+            return reader.get_next_interval_histogram()
+        finally:
+            reader.close()
+
+    result = _results(swept)[0][1]
+    folder = swept / "hlog" / result.params.point_id
+    names = sorted(p.name for p in folder.glob("*.hlog"))
+    groups = {"0,3": 0, "1-2": 1}  # rates [100, 10, 10, 100]: two CPU groups
+    expected = ["call_ns.hlog", "info_cost_ns.hlog", "remote_wait_ns.hlog"] + sorted(
+        f"{m}.{p}.cpu{c}.hlog" for m in ("hotplug_block_ns", "preempt_off_ns") for p in PARAMS["policies"] for c in groups
+    )
+    assert names == sorted(expected)
+    for name in names:
+        text = (folder / name).read_text()
+        assert text.startswith("#[Histogram log format version 1.2]") and "values in ns" in text
+        metric, *rest = name[: -len(".hlog")].split(".")
+        policy = rest[0] if rest else ""
+        group = groups[rest[1][3:]] if len(rest) > 1 else None
+        ours = result.histogram(metric, policy, group)
+        template = hdr_histogram(ours)
+        read = read_interval(folder / name, template)
+        assert read.get_total_count() == ours.n
+        for q in (50, 99, 99.9):
+            assert read.get_value_at_percentile(q) == template.get_value_at_percentile(q)
+    # merging: a measured histogram with the same settings adds up
+    measured = HdrHistogram(1, int(1e12), 2)
+    measured.record_value(12_345, 10)
+    merged = read_interval(folder / "call_ns.hlog", measured)
+    merged.add(measured)
+    assert merged.get_total_count() == result.histogram("call_ns").n + 10

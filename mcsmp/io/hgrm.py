@@ -1,4 +1,5 @@
-"""HdrHistogram percentile distributions (``.hgrm``) of our log-linear histograms.
+"""HdrHistogram formats of our log-linear histograms: percentile distributions (``.hgrm``) and
+interval logs (``.hlog``).
 
 Quantisation: our buckets (relative width ``2^-p``, ``p`` = ``report.precision_bits``) are copied
 into an HdrHistogram with the smallest number of significant digits whose sub-buckets are at least
@@ -15,7 +16,9 @@ are in ``summary.csv``).
 from __future__ import annotations
 
 import functools
+import io
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,15 @@ import numpy as np
 from ..sim.histogram import RANGE_HIGH_NS, Histogram
 from .atomic import write_atomic
 
-__all__ = ["hdr_significant_figures", "hgrm_bytes", "recorded_values", "write_hgrm"]
+__all__ = [
+    "hdr_histogram",
+    "hdr_significant_figures",
+    "hgrm_bytes",
+    "hlog_text",
+    "recorded_values",
+    "write_hgrm",
+    "write_hlog",
+]
 
 
 def hdr_significant_figures(precision_bits: int) -> int:
@@ -52,6 +63,39 @@ def recorded_values(hist: Histogram) -> tuple[np.ndarray, np.ndarray]:
     return nz, values
 
 
+def hdr_histogram(hist: Histogram) -> Any:
+    """``hist`` as an ``hdrh`` HdrHistogram over 1 ns .. 1e12 ns (see the module docstring)."""
+    from hdrh.histogram import HdrHistogram
+
+    hdr = HdrHistogram(1, int(RANGE_HIGH_NS), hdr_significant_figures(hist.layout.precision_bits))
+    for i, value in zip(*recorded_values(hist), strict=True):
+        if not hdr.record_value(int(value), int(hist.counts[i])):
+            raise ValueError(f"HdrHistogram refused value {value}")
+    return hdr
+
+
+def hlog_text(hdr: Any, comments: Sequence[str] = ()) -> str:
+    """An HdrHistogram interval log (``.hlog``, format 1.2) holding ``hdr`` as one interval,
+    written by hdrh's ``HistogramLogWriter``: readable by HdrHistogram's ``HistogramLogReader``
+    (Java, C, Go, Python), so model histograms merge with measured ones (cyclictest, bpftrace).
+    Values are ns; the interval's max column is in ms (``max_value_unit_ratio`` 1e6)."""
+    from hdrh.log import HistogramLogWriter
+
+    buf = io.StringIO()
+    log = HistogramLogWriter(buf)
+    log.output_comment("[Histogram log format version 1.2]")
+    for line in comments:
+        log.output_comment(f" {line}")
+    log.output_comment('"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"')
+    log.output_interval_histogram(hdr, 0.0, 1.0, max_value_unit_ratio=1e6)
+    return buf.getvalue()
+
+
+def write_hlog(path: str | Path, hist: Histogram, comments: Sequence[str] = (), *, sync_dir: bool = True) -> None:
+    """Write ``hist`` (values in ns) as a one-interval ``.hlog`` file to ``path``, atomically."""
+    write_atomic(path, hlog_text(hdr_histogram(hist), comments), sync_dir=sync_dir)
+
+
 @functools.lru_cache(maxsize=8)
 def _hdr_template(digits: int) -> Any:
     from hdrh.histogram import HdrHistogram
@@ -61,11 +105,14 @@ def _hdr_template(digits: int) -> Any:
 
 @functools.lru_cache(maxsize=1 << 16)
 def _hdr_bucket(digits: int, value: int) -> tuple[int, int, int]:
-    """HdrHistogram counts index, highest equivalent value and median equivalent value of ``value``."""
+    """HdrHistogram counts index, highest equivalent value and median equivalent value of ``value``
+    (hdrh's public API only: the median of an equivalence range is its lowest value plus half
+    its size, as HdrHistogram defines it)."""
     hdr = _hdr_template(digits)
-    index = hdr._counts_index_for(value)
-    highest = hdr.get_highest_equivalent_value(hdr.get_value_from_index(index))
-    return index, highest, hdr._hdr_median_equiv_value(highest)
+    index = hdr.get_counts_array_index(value)
+    lowest = hdr.get_lowest_equivalent_value(value)
+    highest = hdr.get_highest_equivalent_value(value)
+    return index, highest, lowest + ((highest - lowest + 1) >> 1)
 
 
 def hgrm_bytes(hist: Histogram, ticks_per_half_distance: int = 5) -> bytes:

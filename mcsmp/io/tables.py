@@ -23,6 +23,7 @@ __all__ = [
     "SUMMARY_COLUMNS",
     "PointRows",
     "bin_label",
+    "cpu_ranges",
     "csv_cell",
     "csv_text",
     "format_ns",
@@ -44,6 +45,17 @@ def format_ns(v: float) -> str:
         if a >= scale:
             return f"{v / scale:.3g} {unit}"
     return f"{v:.3g} ns"
+
+
+def cpu_ranges(cpus: Sequence[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` → ``0-2,5,7-8`` (the kernel's cpulist format)."""
+    runs: list[list[int]] = []
+    for c in sorted(int(c) for c in cpus):
+        if runs and c == runs[-1][1] + 1:
+            runs[-1][1] = c
+        else:
+            runs.append([c, c])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def text_table(header: Sequence[str], body: Sequence[Sequence[str]], title: str | None = None) -> str:

@@ -9,6 +9,8 @@ Layout of an output folder (``results/<name>/``)::
     per_cpu.csv            per (point, policy, cpu): window maximum quantiles, exceedance counts
     mask.csv               per point: the task-local cpumask memory and GFP_ATOMIC fallbacks
     hgrm/<point_id>/<metric>[.<policy>].hgrm   HdrHistogram percentile distributions (ns)
+    hlog/<point_id>/<metric>[.<policy>][.cpu<list>].hlog   HdrHistogram interval logs (ns), per
+                           CPU group for P and H: merge them with measured histograms
     plots/*.png, *.pdf     figures (mcsmp.plots)
 
 Everything but ``meta.json`` and ``hist/`` is derived: :func:`render_dir` rebuilds it, so
@@ -23,19 +25,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import OverloadError, UserError
 from ..io.atomic import fsync_dir, write_atomic
-from ..io.hgrm import write_hgrm
+from ..io.hgrm import write_hgrm, write_hlog
 from ..io.histfile import hist_path, load_hist
 from ..io.meta import load_meta
-from ..io.tables import PointRows, csv_text, mask_table, per_cpu_table, summary_header, summary_rows
+from ..io.tables import PointRows, cpu_ranges, csv_text, mask_table, per_cpu_table, summary_header, summary_rows
 from ..metrics import METRICS, compute_metrics
 from ..plots import PlotPoint, plot_point, render_plots
 from ..sim import PointResult, chunk_sizes
 
-__all__ = ["HGRM_DIR", "PLOTS_DIR", "RenderReport", "render_dir"]
+__all__ = ["HGRM_DIR", "HLOG_DIR", "PLOTS_DIR", "RenderReport", "render_dir"]
 
 HGRM_DIR = "hgrm"
+HLOG_DIR = "hlog"
 PLOTS_DIR = "plots"
 
 
@@ -110,14 +115,15 @@ def _remove_stale(outdir: Path, written: list[Path], *, hgrm: bool, plots: bool)
     """Delete derived files of an earlier rendering that this one did not write (other points,
     fewer pages), so the folder never mixes renderings. Only our own file types are touched."""
     keep = {p.resolve() for p in written}
-    patterns = ([(HGRM_DIR, "*/*.hgrm")] if hgrm else []) + ([(PLOTS_DIR, "*.png"), (PLOTS_DIR, "*.pdf")] if plots else [])
+    patterns = ([(HGRM_DIR, "*/*.hgrm"), (HLOG_DIR, "*/*.hlog")] if hgrm else [])
+    patterns += [(PLOTS_DIR, "*.png"), (PLOTS_DIR, "*.pdf")] if plots else []
     for folder, pattern in patterns:
         for path in (outdir / folder).glob(pattern):
             if path.resolve() not in keep:
                 with suppress(OSError):
                     path.unlink()
     if hgrm:
-        for sub in (outdir / HGRM_DIR).glob("*"):
+        for sub in [*(outdir / HGRM_DIR).glob("*"), *(outdir / HLOG_DIR).glob("*")]:
             if sub.is_dir() and not any(sub.iterdir()):
                 with suppress(OSError):
                     sub.rmdir()
@@ -135,4 +141,27 @@ def _write_point_hgrm(outdir: Path, point_id: str, result: PointResult) -> list[
             out.append(folder / (f"{metric}.{pol}.hgrm" if pol else f"{metric}.hgrm"))
             write_hgrm(out[-1], hist, sync_dir=False)
     fsync_dir(folder)  # once for the point's files
+    return out + _write_point_hlog(outdir, point_id, result, wanted)
+
+
+def _write_point_hlog(outdir: Path, point_id: str, result: PointResult, wanted: list[tuple[str, str]]) -> list[Path]:
+    """HdrHistogram interval logs, per metric and policy and, for P and H, per CPU group (the
+    CPUs sharing one call rate), so they merge with measured per-CPU histograms."""
+    folder = outdir / HLOG_DIR / point_id
+    model = result.model
+    groups = [(None, "all")] if model.n_groups == 1 else [
+        (g, cpu_ranges(np.nonzero(model.group_of == g)[0])) for g in range(model.n_groups)
+    ]  # fmt: skip
+    out = []
+    for metric, pol in wanted:
+        for g, cpus in groups if pol else [(None, "all")]:
+            hist = result.histogram(metric, pol, g)
+            if not hist.n:
+                continue
+            name = ".".join([metric] + ([pol] if pol else []) + ([f"cpu{cpus}"] if g is not None else []))
+            out.append(folder / f"{name}.hlog")
+            what = f"metric {metric}" + (f", policy {pol}" if pol else "") + f", CPUs {cpus}"
+            write_hlog(out[-1], hist, [f"mcsmp point {point_id}: {what}; {hist.n} samples in one interval",
+                                       "values in ns; Interval_Max in ms"], sync_dir=False)  # fmt: skip
+    fsync_dir(folder)
     return out
