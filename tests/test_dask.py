@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +101,79 @@ def test_cli_dask_local_equals_local_run(tmp_path: Path) -> None:
     assert main(["sweep", str(path), "-o", str(tmp_path / "dask"), "--dask", "local", "--no-plots"]) == 0
     for name in ("summary.csv", "per_cpu.csv", "mask.csv"):
         assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "dask" / name).read_bytes()
+
+
+def _small_sweep(tmp_path: Path, samples: int = 30000) -> Path:
+    path = tmp_path / "p.yaml"
+    small = {**PARAMS, "samples": samples, "sweep": {"grid": {"cache.placement": ["percpu", "stack"]}}}
+    path.write_text(yaml.safe_dump(small, sort_keys=False))
+    return path
+
+
+def test_a_job_queue_cluster_comes_from_dask_jobqueue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--dask slurm:2` builds dask_jobqueue.SLURMCluster (configured by the user's jobqueue.yaml)
+    and scales it to 2 jobs; here a local cluster stands in for the batch queue."""
+    import dask_jobqueue
+    from distributed import LocalCluster
+
+    made: list[int] = []
+
+    class FakeSlurm(LocalCluster):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(n_workers=0, threads_per_worker=1, processes=False, dashboard_address=":0")
+
+        def scale(self, n: int | None = None, jobs: int = 0, **kw: object) -> None:
+            made.append(jobs)
+            super().scale(jobs)
+
+    monkeypatch.setattr(dask_jobqueue, "SLURMCluster", FakeSlurm)
+    path = _small_sweep(tmp_path)
+    assert main(["sweep", str(path), "-o", str(tmp_path / "local"), "--no-plots"]) == 0
+    assert main(["sweep", str(path), "-o", str(tmp_path / "slurm"), "--dask", "slurm:2", "--no-plots"]) == 0
+    assert made[0] == 2  # (closing the cluster scales it to 0 afterwards)
+    for name in ("summary.csv", "per_cpu.csv"):
+        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "slurm" / name).read_bytes()
+
+
+def test_bad_dask_addresses_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _small_sweep(tmp_path)
+    for address in ("nonsense://", "slurm:x"):
+        assert main(["sweep", str(path), "-o", str(tmp_path / "x"), "--dask", address, "--no-plots"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"mcsmp: --dask {address}"), err
+
+
+def test_a_sweep_whose_workers_all_die_stops_with_resume_advice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The only worker (a separate process, as on a cluster) is killed mid-sweep: the sweep fails
+    after the grace period (MCSMP_DASK_LOST_S) with a one-line --resume advice instead of
+    waiting forever."""
+    import subprocess
+    import sys
+
+    from distributed import Client, LocalCluster
+
+    from mcsmp.errors import UserError
+
+    monkeypatch.setenv("MCSMP_DASK_LOST_S", "1")
+    raw = load_raw(_small_sweep(tmp_path, samples=60 * 65536))
+    jobs = [Job(p.id, p.params, list(range(60))) for p in expand(raw)]
+    with LocalCluster(n_workers=0, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=":0") as cluster, \
+            Client(cluster) as client:  # fmt: skip
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address, "--no-nanny", "--nthreads", "1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            client.wait_for_workers(1, timeout=60)
+            timer = threading.Timer(2.0, worker.kill)
+            timer.start()
+            t0 = time.monotonic()
+            with pytest.raises(UserError, match="every worker is gone.*--resume"):
+                run_jobs(jobs, lambda j, r: None, dask=client, progress=False)
+            timer.join()
+            assert time.monotonic() - t0 < 60
+        finally:
+            worker.kill()
+            worker.wait()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import operator
+import os
 import sys
 import threading
 import time
@@ -391,6 +392,29 @@ def dask_chunks(job: Job, chunks: list[int], tail: WaitTail) -> _Parts:
     return counts, sums, fanouts, time.perf_counter() - start
 
 
+# ``--dask slurm``, ``--dask pbs:4`` …: a dask-jobqueue cluster configured by the user's Dask
+# config (jobqueue.yaml: queue, cores, memory, walltime), scaled to N jobs (default 1).
+JOBQUEUE = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster",
+            "htcondor": "HTCondorCluster"}  # fmt: skip
+
+
+def _jobqueue(address: str) -> tuple[Any, int] | None:
+    kind, _, jobs = address.partition(":")
+    if kind not in JOBQUEUE:
+        return None
+    if jobs and not jobs.isdigit():
+        raise UserError(f"--dask {address}: expected {kind} or {kind}:JOBS with a number of jobs")
+    try:
+        import dask_jobqueue
+    except ImportError:
+        raise UserError(f"--dask {kind} needs dask-jobqueue: pip install 'mcsmp[cluster]'") from None
+    try:
+        cluster = getattr(dask_jobqueue, JOBQUEUE[kind])()
+    except (ValueError, TypeError, KeyError) as exc:  # jobqueue.yaml incomplete
+        raise UserError(f"--dask {kind}: cannot configure the {JOBQUEUE[kind]} (see docs/sweeps.md): {exc}") from None
+    return cluster, int(jobs or 1)
+
+
 def _client(address: str | Any, threads: int) -> tuple[Any, Callable[[], None]]:
     try:
         from distributed import Client, LocalCluster
@@ -398,10 +422,15 @@ def _client(address: str | Any, threads: int) -> tuple[Any, Callable[[], None]]:
         raise UserError("--dask needs the optional extra: pip install 'mcsmp[dask]'") from None
     if not isinstance(address, str):
         return address, lambda: None  # a Client made by the caller (tests, notebooks)
-    if address == "local":
-        # Threads in this process: the kernels release the GIL and need no recompilation. Port 0:
-        # a busy :8787 (another user) makes distributed retry and leak a socket.
-        cluster = LocalCluster(n_workers=1, threads_per_worker=threads, processes=False, dashboard_address=":0")
+    queue = _jobqueue(address)
+    if address == "local" or queue is not None:
+        if queue is not None:
+            cluster, jobs = queue
+            cluster.scale(jobs=jobs)
+        else:
+            # Threads in this process: the kernels release the GIL and need no recompilation.
+            # Port 0: a busy :8787 (another user) makes distributed retry and leak a socket.
+            cluster = LocalCluster(n_workers=1, threads_per_worker=threads, processes=False, dashboard_address=":0")
         client = Client(cluster)
 
         def close() -> None:
@@ -411,16 +440,56 @@ def _client(address: str | Any, threads: int) -> tuple[Any, Callable[[], None]]:
         return client, close
     try:
         client = Client(address, timeout="20s")
-    except (OSError, TimeoutError) as exc:
-        raise UserError(f"--dask {address}: cannot connect to the scheduler: {exc}") from None
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        raise UserError(f"--dask {address}: cannot connect to the scheduler: {exc}".splitlines()[0]) from None
     return client, client.close
+
+
+def _lost_after_s() -> float:
+    """Seconds without a single worker (after one was seen) before a Dask sweep gives up."""
+    text = os.environ.get("MCSMP_DASK_LOST_S", "60")
+    try:
+        return max(float(text), 0.0)
+    except ValueError:
+        raise UserError(f"MCSMP_DASK_LOST_S={text!r}: expected a number of seconds") from None
+
+
+def _completed(client: Any, futures: list[Any]) -> Iterator[Any]:
+    """The futures as they complete, failing instead of waiting forever when every worker is gone
+    (after one was seen: a batch queue may take long to start the first)."""
+    pending, lost_after, seen, lost_since = list(futures), _lost_after_s(), False, None
+    last_check = 0.0
+    while pending:
+        done = [f for f in pending if f.done()]  # client-side state: no round trip
+        if done:
+            pending = [f for f in pending if not f.done() or f not in done]
+            yield from done
+            continue
+        time.sleep(_POLL_S)
+        if time.monotonic() - last_check < 1.0:
+            continue
+        last_check = time.monotonic()
+        workers = len(client.scheduler_info().get("workers", {}))
+        seen = seen or workers > 0
+        if workers or not seen:
+            lost_since = None
+        elif lost_since is None:
+            lost_since = time.monotonic()
+        elif time.monotonic() - lost_since > lost_after:
+            raise UserError(
+                f"dask: every worker is gone ({len(pending)} task(s) left, none running for {lost_after:g} s); "
+                "completed points are saved: rerun with --resume once workers are back"
+            )
+
+
+_POLL_S = 0.05
 
 
 def _run_dask(
     jobs: Sequence[Job], address: str | Any, threads: int, progress: _Progress,
     on_done: Callable[[Job, PointResult], None],
 ) -> None:  # fmt: skip
-    from distributed import as_completed
+    from distributed.scheduler import KilledWorker
 
     client, close = _client(address, threads)
     futures: list[Any] = []
@@ -444,9 +513,13 @@ def _run_dask(
         partial: dict[str, PointResult] = {}
         tails: dict[str, WaitTail] = {}
         started = time.perf_counter()
-        for fut in as_completed([f for f in futures if f.key in meta]):
+        for fut in _completed(client, [f for f in futures if f.key in meta]):
             job, _, tail = meta[fut.key]
-            counts, sums, fanouts, seconds = fut.result()  # a pilot's OverloadError is raised here
+            try:
+                counts, sums, fanouts, seconds = fut.result()  # a pilot's OverloadError is raised here
+            except KilledWorker as exc:
+                raise UserError(f"dask: workers died running point {job.label or job.key} ({exc}); "
+                                "completed points are saved: rerun with --resume") from None
             if job.key not in tails:
                 tails[job.key] = tail if isinstance(tail, WaitTail) else tail.result()
             fut.release()
