@@ -65,10 +65,16 @@ def test_run_json(small: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", str(small), "--json", "--seed", "5"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["samples"] == 20000 and data["target_samples"] == 60000 and data["seed"] == 5
-    assert data["fanouts_per_s"] > 0 and data["overrides"] == {"cache.placement": "percpu"}
+    assert data["fanouts_per_s"] > 0 and data["point_overrides"] == {"cache.placement": "percpu"}
+    # the record: every override, the resolved parameters and their hash, versions
+    assert data["sets"] == ["seed=5"] and data["schema_version"] == 1 and data["version"] == mcsmp.__version__
+    assert data["resolved"]["seed"] == 5 and len(data["params_hash"]) == 64
+    assert data["params_hash"] == mcsmp.load(small, ["seed=5"]).params_hash
     rows = data["metrics"]
     assert rows and all(
-        set(r) == {"metric", "policy", "cpu", "statistic", "value", "ci_low", "ci_high", "n"} for r in rows
+        set(r) == {"metric", "policy", "cpu", "statistic", "unit", "n_samples"}
+        | ({"value_ns", "ci95_low_ns", "ci95_high_ns"} if r["unit"] == "ns" else {"value", "ci95_low", "ci95_high"})
+        for r in rows
     )
     metrics = {r["metric"] for r in rows}
     assert {"call_ns", "remote_wait_ns", "info_cost_ns", "preempt_off_ns", "hotplug_block_ns", "wakeup_ns",
@@ -80,11 +86,18 @@ def test_run_json(small: Path, capsys: pytest.CaptureFixture[str]) -> None:
         return row
 
     call = one("call_ns", "", "mean")
-    assert call["n"] == 20000
-    # P of the mainline policy is the call itself (MODEL §3)
-    assert one("preempt_off_ns", "preempt_off", "mean")["value"] == call["value"]
+    assert call["n_samples"] == 20000
+    # P of the mainline policy is the call itself (model §3)
+    assert one("preempt_off_ns", "preempt_off", "mean")["value_ns"] == call["value_ns"]
     p99 = one("call_ns", "", "p99")
-    assert p99["ci_low"] <= p99["value"] <= p99["ci_high"]
+    assert p99["ci95_low_ns"] <= p99["value_ns"] <= p99["ci95_high_ns"]
+
+
+def test_run_text_header_records_the_overrides(small: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(small), "--set", "machine.cpus=4", "--samples", "3000"]) == 0
+    third = capsys.readouterr().out.splitlines()[2]
+    assert "overrides: machine.cpus=4 samples=3000" in third
+    assert mcsmp.load(small, ["machine.cpus=4", "samples=3000"]).params_hash[:16] in third
 
 
 def test_check_lists_points(small: Path, capsys: pytest.CaptureFixture[str]) -> None:

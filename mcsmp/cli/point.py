@@ -52,16 +52,20 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import mcsmp
     from mcsmp.io.report import rows_to_json, text_report
+    from mcsmp.sim import default_threads
 
     params = load_params(args)
     r = mcsmp.run(params, point=_select(mcsmp.points(params), args.point), threads=args.threads)
     pt, params, elapsed = r.point, r.params, r.seconds
     fanouts, targets = r.result.fanouts, r.result.target_samples
+    sets = set_texts(args)
     info = {
-        "params": args.params, "point": pt.index, "point_id": pt.id, "overrides": dict(pt.overrides),
-        "samples": fanouts, "target_samples": targets, "seconds": round(elapsed, 3),
-        "fanouts_per_s": fanouts / elapsed, "target_samples_per_s": targets / elapsed,
-        "seed": params.seed,
+        "tool": "mcsmp", "version": __version__, "params_file": args.params, "sets": sets,
+        "point": pt.index, "point_id": pt.id, "point_overrides": dict(pt.overrides),
+        "params_hash": params.params_hash, "model_hash": params.model_hash, "seed": params.seed,
+        "samples": fanouts, "target_samples": targets, "threads": args.threads or default_threads(),
+        "seconds": round(elapsed, 3), "fanouts_per_s": fanouts / elapsed, "target_samples_per_s": targets / elapsed,
+        "resolved": params.resolved,
     }  # fmt: skip
     if args.json:
         print(rows_to_json(r.rows, info))
@@ -70,7 +74,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"mcsmp {__version__}: {args.params} point [{pt.index}] {pt.id} ({pt.label()})\n"
         f"{fanouts:,} fan-outs, {targets:,} target-samples in {elapsed:.2f} s "
         f"({fanouts / elapsed / 1e6:.2f} M fan-outs/s, {targets / elapsed / 1e6:.1f} M target-samples/s), "
-        f"seed {params.seed}; values are mean or quantile [95% CI]"
+        f"seed {params.seed}; values are mean or quantile [95% CI]\n"
+        f"parameters sha256 {params.params_hash[:16]} (model {params.model_hash[:16]})"
+        + (f"; overrides: {' '.join(sets)}" if sets else "")
     )
     print(text_report(r.rows, head))
     return 0

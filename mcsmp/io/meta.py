@@ -26,6 +26,7 @@ from .hgrm import hdr_significant_figures
 __all__ = ["META_FILE", "cpu_model", "environment", "histogram_settings", "load_meta", "write_meta"]
 
 META_FILE = "meta.json"
+META_SCHEMA_VERSION = 1  # bump on a breaking change of meta.json
 
 
 def _version(dist: str) -> str | None:
@@ -64,6 +65,7 @@ def environment() -> dict[str, Any]:
     return {
         "tool": "mcsmp",
         "version": __version__,
+        "schema_version": META_SCHEMA_VERSION,
         "git": _git_describe(),
         "python": platform.python_version(),
         "libraries": {name: _version(name) for name in libs},

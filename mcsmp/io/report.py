@@ -10,7 +10,7 @@ from typing import Any
 from ..metrics import METRICS, MetricRow
 from .tables import format_ns, text_table
 
-__all__ = ["rows_to_json", "text_report"]
+__all__ = ["SCHEMA_VERSION", "row_record", "rows_to_json", "text_report"]
 
 # What the tables show, from the registry: policy-independent time metrics first, then one table
 # per policy-dependent time metric; counts and analytic values have their own layouts below.
@@ -63,18 +63,27 @@ def text_report(rows: Sequence[MetricRow], header: str = "", with_ci: bool = Tru
     return "\n\n".join(out)
 
 
-def rows_to_json(rows: Sequence[MetricRow], extra: dict[str, Any] | None = None) -> str:
-    def clean(v: float) -> float | None:
-        return v if math.isfinite(v) else None
+SCHEMA_VERSION = 1  # of the JSON of `mcsmp run --json` and of meta.json (bump on a breaking change)
 
-    data = {
-        **(extra or {}),
-        "metrics": [
-            {
-                "metric": r.metric, "policy": r.policy, "cpu": r.cpu, "statistic": r.statistic,
-                "value": clean(r.value), "ci_low": clean(r.low), "ci_high": clean(r.high), "n": r.n,
-            }  # fmt: skip
-            for r in rows
-        ],
-    }
+
+def _number(v: float) -> float | str:
+    """JSON has no infinity: an open interval bound is the string "inf" (as in meta.json)."""
+    return float(v) if math.isfinite(v) else ("inf" if v > 0 else "-inf" if v < 0 else "nan")
+
+
+def row_record(r: MetricRow) -> dict[str, Any]:
+    """One metric row with summary.csv's key names: ``value_ns``, ``ci95_low_ns``,
+    ``ci95_high_ns``, ``n_samples`` for times; ``value``, ``ci95_low``, ``ci95_high`` otherwise."""
+    unit = METRICS[r.metric].unit
+    sfx = "_ns" if unit == "ns" else ""
+    return {
+        "metric": r.metric, "policy": r.policy, "cpu": r.cpu, "statistic": r.statistic, "unit": unit,
+        f"value{sfx}": _number(r.value), f"ci95_low{sfx}": _number(r.low), f"ci95_high{sfx}": _number(r.high),
+        "n_samples": r.n,
+    }  # fmt: skip
+
+
+def rows_to_json(rows: Sequence[MetricRow], extra: dict[str, Any] | None = None) -> str:
+    """``extra`` (the run's record: parameters, overrides, hashes, timings) and every row."""
+    data = {"schema_version": SCHEMA_VERSION, **(extra or {}), "metrics": [row_record(r) for r in rows]}
     return json.dumps(data, indent=2)
