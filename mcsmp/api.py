@@ -25,23 +25,27 @@ from .errors import UserError
 from .metrics import MetricRow, compute_metrics
 from .sim import Histogram, PointResult, run_point
 
-__all__ = ["PRESET_DIRS", "Result", "load", "points", "presets", "run", "sweep"]
+__all__ = ["PRESET_DIRS", "Result", "load", "path_of", "points", "presets", "run", "sweep"]
 
-# Where parameter files are found by name: ./params/, then the checkout's params/ beside the package.
-PRESET_DIRS = (Path("params"), Path(__file__).resolve().parents[1] / "params")
+# Where parameter files are found by name: ./params/ first (a checkout or a user's own folder),
+# then the presets shipped inside the package (mcsmp/presets/, the repository's params/).
+PRESET_DIRS = (Path("params"), Path(__file__).resolve().parent / "presets")
 
 
 def presets() -> dict[str, Path]:
-    """Parameter files that :func:`load` finds by name, name -> path."""
+    """Parameter files that :func:`load` finds by name, name -> path (``*-targets.yaml`` files
+    hold measurements for ``mcsmp reproduce``/``calibrate``, not parameters, and are left out)."""
     found: dict[str, Path] = {}
     for folder in PRESET_DIRS:
         if folder.is_dir():
             for path in sorted(folder.glob("*.yaml")):
-                found.setdefault(path.stem, path)
+                if not path.stem.endswith("-targets"):
+                    found.setdefault(path.stem, path)
     return found
 
 
-def _path_of(path_or_name: str | Path) -> Path:
+def path_of(path_or_name: str | Path) -> Path:
+    """A parameter file's path: ``path_or_name`` itself, or the preset of that name."""
     path = Path(path_or_name)
     if path.exists() or path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
         return path  # a path (load_raw reports a missing one)
@@ -66,7 +70,7 @@ def load(path_or_name: str | Path, overrides: Mapping[str, Any] | Iterable[str] 
     axis) or a mapping ``{"machine.cpus": 64}``. Every sweep point is validated; the first one is
     returned, and it remembers the others (:func:`points`, ``run(..., point=i)``).
     """
-    return expand(load_raw(_path_of(path_or_name)), _set_texts(overrides))[0].params
+    return expand(load_raw(path_of(path_or_name)), _set_texts(overrides))[0].params
 
 
 def points(params: Params) -> list[Point]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from pathlib import Path
 
 __all__ = ["add_parser", "cmd_calibrate", "cmd_reproduce"]
 
@@ -20,12 +19,13 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    from ..api import path_of
     from ..fidelity.calibrate import log_to_stderr
     from ..fidelity.reproduce import reproduce
 
     scenarios = None if args.scenarios is None else [s for s in args.scenarios.split(",") if s]
     rep = reproduce(
-        args.params, targets_path=args.targets, out_dir=args.out, samples=args.samples, threads=args.threads,
+        path_of(args.params), targets_path=args.targets, out_dir=args.out, samples=args.samples, threads=args.threads,
         scenarios=scenarios, figure=not args.no_figure, log=None if args.quiet else log_to_stderr,
     )  # fmt: skip
     print(rep.text)
@@ -34,6 +34,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    from ..api import path_of
     from ..config import load_raw
     from ..fidelity.calibrate import (
         calibrate,
@@ -45,14 +46,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from ..fidelity.targets import load_targets
     from ..io.atomic import write_atomic
 
-    raw = load_raw(args.params)
+    raw = load_raw(path_of(args.params))
     tf = load_targets(args.targets)
     result = calibrate(
         raw, tf, samples=args.samples, method=args.method, max_evals=args.max_evals, threads=args.threads,
         log=None if args.quiet else log_to_stderr,
     )  # fmt: skip
     command = "mcsmp calibrate " + " ".join(shlex.quote(a) for a in _argv_for_header(args))
-    text = fitted_text(Path(args.params).read_text(), args.params, result, command, args.targets)
+    text = fitted_text(path_of(args.params).read_text(), args.params, result, command, args.targets)
     write_atomic(args.output, text)
     print(f"Fitted {len(result.fit)} parameter(s) to {len(result.targets)} target(s) in {result.n_evals} evaluations "
           f"({result.n_sims} simulated, {result.seconds:.0f} s); {result.message}")  # fmt: skip

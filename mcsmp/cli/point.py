@@ -91,7 +91,27 @@ def _select(points: list, which: str | None) -> int:  # type: ignore[type-arg]
     raise UserError(f"--point {which}: no such point (indices 0..{len(points) - 1} or ids; see `mcsmp check`)")
 
 
+def _summary_line(text: str) -> str:
+    """A parameter file's first comment line (after a calibration header, if any)."""
+    lines = text.splitlines()
+    end = next((i for i, line in enumerate(lines) if "mcsmp calibrate: end" in line), -1)
+    return next((line.lstrip("# ").strip() for line in lines[end + 1 :] if line.startswith("# ")), "")
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    import mcsmp
+
+    for name, path in mcsmp.presets().items():
+        points = f"{len(mcsmp.points(mcsmp.load(path)))} point(s); " if args.points else ""
+        print(f"{name:14} {path}\n{'':14} {points}{_summary_line(path.read_text())[:100]}")
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("presets", help="list the parameter files that load by name (mcsmp run 16core)")
+    p.add_argument("--points", action="store_true", help="also count each preset's sweep points")
+    p.set_defaults(func=cmd_presets)
+
     p = sub.add_parser("check", help="validate a parameter file; print the resolved parameters and sweep points")
     add_point_args(p)
     p.set_defaults(func=cmd_check)
