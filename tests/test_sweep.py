@@ -12,7 +12,7 @@ import yaml
 
 from mcsmp.cli import main
 from mcsmp.config import expand, load_raw, parse_set
-from mcsmp.errors import UserError
+from mcsmp.errors import ParamError, UserError
 from mcsmp.io.histfile import hist_path, load_hist
 from mcsmp.sim import run_point
 from mcsmp.sim import scheduler as runner
@@ -216,3 +216,20 @@ def test_runner_equals_run_point(tmp_path: Path) -> None:
         assert ref.wait_tail_mean == r.wait_tail_mean
         assert all(np.array_equal(ref.chunk_sums[c], r.chunk_sums[c]) for c in ref.chunk_sums)
         assert ref.chunk_fanouts == r.chunk_fanouts
+
+
+def test_set_of_a_mapping_replaces_the_sweep_axes_below_it(tmp_path: Path) -> None:
+    """--set workload.caller={...} must not be undone by a sweep over workload.caller.* (the
+    README's PREEMPT_RT example); a --set inside a swept mapping is refused."""
+    path = tmp_path / "z.yaml"
+    data = {**BASE, "sweep": {"zip": {"workload.caller.preemptible": [0.5, 1.0], "workload.caller.spinlock": [0.5, 0.0],
+                                      "workload.caller.preempt_disabled": [0.0, 0.0]}}}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    raw = load_raw(path)
+    assert len(expand(raw)) == 2
+    (pt,) = expand(raw, ["workload.caller={preemptible: 1, spinlock: 0, preempt_disabled: 0}"])
+    assert pt.params.workload.caller.preemptible == 1.0 and pt.overrides == ()
+    data["sweep"] = {"grid": {"workload.caller": [{"preemptible": 1, "spinlock": 0, "preempt_disabled": 0}]}}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ParamError, match="inside the sweep axis workload.caller"):
+        expand(load_raw(path), ["workload.caller.spinlock=0"])

@@ -115,8 +115,13 @@ def expand(raw: RawParams, sets: Sequence[str] = ()) -> list[Point]:
     base = raw
     for text in sets:
         key, values = parse_set(text)
-        grid.pop(key, None)
-        zipped.pop(key, None)
+        for axes in (grid, zipped):  # the --set value replaces the axis and every axis below it
+            for axis in [a for a in axes if a == key or a.startswith((key + ".", key + "["))]:
+                del axes[axis]
+            above = [a for a in axes if key.startswith((a + ".", a + "["))]
+            if above:
+                raise ParamError(f"{key} lies inside the sweep axis {above[0]}, whose values would replace it; "
+                                 f"set {above[0]} instead", source="--set")  # fmt: skip
         if len(values) == 1:
             base = apply_override(base, key, values[0])
         else:
