@@ -144,7 +144,7 @@ LARGE_KEYS = [
 ]  # fmt: skip
 LARGE_SAMPLES = 4 * 65536  # four chunks: means get batch-means intervals (3 degrees of freedom)
 SMALL_QS = (0.5, 0.9)
-SMALL_KEYS = [("call_ns", "mean"), ("preempt_off_ns", "mean"), ("call_ns", "p50"), ("call_ns", "p90")]
+SMALL_KEYS = [("call_ns", "mean"), ("preempt_off_ns", "mean"), ("call_ns", "p50")]
 SMALL_SAMPLES = 200  # one chunk: means from the histogram's second moment
 
 
@@ -180,7 +180,7 @@ def test_coverage_fast(make_params: Callable[..., Params]) -> None:
 
 @pytest.mark.slow
 def test_coverage_large_n(make_params: Callable[..., Params]) -> None:
-    reps = 1000
+    reps = 1200
     lo, hi = band(reps, len(LARGE_KEYS))
     assert 0.93 <= lo and hi <= 0.97  # the band is honest: a 95% interval passes, a 92% or 98% one fails
     _check(coverage(case(make_params, LARGE_SAMPLES, LARGE_QS), reps, LARGE_KEYS), reps, lo, hi, report=True)
@@ -194,25 +194,33 @@ def test_coverage_small_n(make_params: Callable[..., Params]) -> None:
     _check(coverage(case(make_params, SMALL_SAMPLES, SMALL_QS), reps, SMALL_KEYS), reps, lo, hi, report=True)
 
 
+def order_statistic_coverage(n: int, q: float) -> float:
+    """Coverage of [X_(r_lo), X_(r_hi)] with the ranks of docs/model.md §5, before bucket edges:
+    Pr(r_lo ≤ B < r_hi) with B ~ Binomial(n, q) the number of samples below the true quantile."""
+    half = 1.959963984540054 * math.sqrt(n * q * (1 - q))
+    r_lo, r_hi = math.floor(n * q - half), math.ceil(n * q + half) + 1
+    below = float(stats.binom.sf(r_lo - 1, n, q)) if r_lo >= 1 else 1.0
+    above = float(stats.binom.sf(r_hi - 1, n, q)) if r_hi <= n else 0.0
+    return below - above
+
+
 @pytest.mark.slow
-def test_coverage_tail_quantiles_at_small_n(make_params: Callable[..., Params]) -> None:
-    """p99 and p99.9 at n = 100: the upper rank exceeds n, so the interval is open upwards and its
-    coverage is Pr(X_(r_lo) ≤ ξ), which the discreteness of the order statistics puts above 97%
-    (p99: Pr(Binomial(100, 0.01) ≤ 3) = 0.982; p99.9: Pr(Binomial(100, 0.001) ≤ 1) = 0.995). No
-    distribution-free interval from 100 samples can be both open upwards and at 95%: the check is
-    that the coverage is at least 95% (and the exact binomial value, within sampling error)."""
+@pytest.mark.parametrize(("n", "q"), [(200, 0.9), (100, 0.99), (100, 0.999)])
+def test_coverage_tail_quantiles_at_small_n(make_params: Callable[..., Params], n: int, q: float) -> None:
+    """Tail quantiles at small n(1 − q). The ranks nq ± z√(nq(1−q)) (+1 above) are whole numbers,
+    so the coverage is a step function of n and q, above 95% here (p90 at n = 200: 97.6% before
+    bucket edges); at p99 and p99.9 of 100 samples the upper rank exceeds n and the interval opens
+    upwards (inf), so its coverage is Pr(X_(r_lo) ≤ ξ) (98.2% and 99.5%). A distribution-free
+    interval cannot be nearer 95% there without randomisation: the check is that the coverage is at
+    least 95% and at least the order-statistic value (bucket edges only widen), within sampling
+    error; the slow run prints the measured value."""
     reps = 1000
-    params = case(make_params, 100, (0.99, 0.999))
-    keys = [("call_ns", "p99"), ("call_ns", "p99.9")]
-    hits = coverage(params, reps, keys)
-    expected = {("call_ns", "p99"): float(stats.binom.cdf(3, 100, 0.01)),
-                ("call_ns", "p99.9"): float(stats.binom.cdf(1, 100, 0.001))}  # fmt: skip
-    print(f"\ntail quantiles at n = 100 over {reps} replications:")
-    for k in keys:
-        c = hits[k] / reps
-        print(f"  {k[0]} {k[1]}: coverage {c:.3f} (order-statistic bound {expected[k]:.3f})")
-        assert c >= 0.95
-        assert abs(c - expected[k]) <= 4 * math.sqrt(expected[k] * (1 - expected[k]) / reps) + 0.01
+    key = ("call_ns", quantile_label(q))
+    hits = coverage(case(make_params, n, (q,)), reps, [key])
+    c, bound = hits[key] / reps, order_statistic_coverage(n, q)
+    print(f"\n{key[0]} {key[1]} at n = {n} over {reps} replications: coverage {c:.3f} (order statistics {bound:.3f})")
+    assert c >= 0.95
+    assert c >= bound - 3 * math.sqrt(bound * (1 - bound) / reps)
 
 
 def test_small_samples_intervals_are_open(make_params: Callable[..., Params]) -> None:

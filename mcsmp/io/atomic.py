@@ -29,6 +29,7 @@ __all__ = [
     "ensure_dir",
     "fsync_dir",
     "os_error",
+    "overwrite_in_place",
     "remove_stale_temporaries",
     "write_atomic",
 ]
@@ -130,6 +131,26 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes, *, sync_dir: b
     """Write ``data`` (text as UTF-8) to ``path`` atomically."""
     with atomic_open(path, "wb", sync_dir=sync_dir) as f:
         f.write(data.encode() if isinstance(data, str) else data)
+
+
+def overwrite_in_place(path: str | os.PathLike[str], data: bytes) -> None:
+    """Last resort on a full disk, when not even a small temporary file fits: rewrite ``path`` in
+    its own blocks (no rename). Not atomic; used only to record a failure in ``meta.json``."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except OSError as exc:
+        raise os_error(exc, path) from None
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.ftruncate(fd, len(data))
+        os.fsync(fd)
+    except OSError as exc:
+        raise os_error(exc, path) from None
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:

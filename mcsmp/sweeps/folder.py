@@ -25,7 +25,7 @@ from ..config import Point
 from ..errors import UserError
 from ..io.atomic import FolderLock, check_output_dir, remove_stale_temporaries
 from ..io.histfile import HIST_DIR, hist_info, hist_path, load_hist, save_hist
-from ..io.meta import META_FILE, environment, histogram_settings, load_meta, write_meta
+from ..io.meta import META_FILE, environment, histogram_settings, load_meta, meta_bytes, write_meta
 from ..sim import (
     CHUNK_FANOUTS,
     PILOT_CHUNKS,
@@ -262,13 +262,12 @@ def _sweep_locked(
         return dict(run)
 
     def fail(status: str) -> None:
-        """Record a failed or interrupted run, on a full disk too (the reserve is given back)."""
+        """Record a failed or interrupted run, on a full disk too (never raises: the original
+        error is the one reported)."""
         try:
             record(status)
         except UserError:
-            lock.release_reserve()
-            with suppress(UserError):
-                record(status)
+            _write_meta_last(outdir, meta, lock)
 
     def interrupted() -> None:
         fail("interrupted")
@@ -278,7 +277,7 @@ def _sweep_locked(
               "continue with the same command and --resume", file=sys.stderr)  # fmt: skip
 
     # room for the final meta.json on a full disk (the lock file holds it until then)
-    lock.reserve(len(json.dumps(meta, default=str)) * 5 // 4 + 65536)
+    lock.reserve(_reserve_bytes(meta))
     try:
         record("running", final=False)
         run_jobs(jobs, on_done, threads=threads, dask=dask, progress=progress)
@@ -359,7 +358,7 @@ def merge(dirs: Sequence[str | Path], out: str | Path, *, force: bool = False, p
             ],
             "points": [{**e, "chunks": len(merged[e["id"]].chunk_fanouts)} for e in entries],
         }  # fmt: skip
-        lock.reserve(len(json.dumps(meta, default=str)) * 5 // 4 + 65536)
+        lock.reserve(_reserve_bytes(meta))
         try:
             write_meta(outdir, meta)
             for e in entries:
@@ -374,15 +373,24 @@ def merge(dirs: Sequence[str | Path], out: str | Path, *, force: bool = False, p
         return rendered
 
 
+def _reserve_bytes(meta: dict[str, Any]) -> int:
+    """Disk space held back for the final meta.json: twice its size plus 16 KiB."""
+    return 2 * len(meta_bytes(meta)) + 16384
+
+
 def _write_meta_last(outdir: Path, meta: dict[str, Any], lock: FolderLock) -> None:
     """Record a failure in meta.json, on a full disk too (the lock's reserve is given back first
     if needed); never raises, so the original error is the one reported."""
     try:
         write_meta(outdir, meta)
+        return
     except UserError:
         lock.release_reserve()
+    try:
+        write_meta(outdir, meta)
+    except UserError:
         with suppress(UserError):
-            write_meta(outdir, meta)
+            write_meta(outdir, meta, in_place=True)
 
 
 def _base_dir(metas: list[tuple[Path, dict[str, Any]]], point_id: str) -> str | None:
@@ -417,7 +425,7 @@ def report(
         overrides.append(("report.duration_h", duration_h, "--duration-h"))
     with FolderLock(outdir) as lock:
         remove_stale_temporaries(outdir, recursive=True)
-        lock.reserve(len(json.dumps(meta, default=str)) * 5 // 4 + 65536)
+        lock.reserve(_reserve_bytes(meta))
         record = {"at": _now(), "overrides": {k: v for k, v, _ in overrides}}
         try:
             rendered = render_dir(outdir, overrides, plots=plots)
