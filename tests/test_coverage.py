@@ -28,7 +28,7 @@ import pytest
 from scipy import integrate, optimize, stats
 
 from mcsmp.config import Params
-from mcsmp.metrics import compute_metrics, quantile_label
+from mcsmp.metrics import compute_metrics, quantile_label, wakeup_cdf
 from mcsmp.sim import run_point
 
 K_TARGETS = 4
@@ -95,7 +95,11 @@ def truths(qs: tuple[float, ...]) -> dict[tuple[str, str], float]:
         t["window_max_ns", label] = quantile_t(1 + math.log(q) / lam_w)
     for b0, b1 in zip(BINS[:-1], BINS[1:], strict=True):
         t["exceed_count", f"count[{b0:.3g},{b1:.3g})"] = 3600 * DURATION_H * RATE * (cdf_t(b1) - cdf_t(b0))
+    t["wakeup_ns", "cdf@4000"] = wake_cdf(CDF_AT)
     return t
+
+
+CDF_AT = 4000.0  # a bucket edge (2^12 ns); the wake-up CDF band is checked there, pointwise
 
 
 def case(make_params: Callable[..., Params], samples: int, qs: tuple[float, ...]) -> Params:
@@ -117,10 +121,17 @@ def coverage(params: Params, reps: int, keys: list[tuple[str, str]], first_key: 
     truth = truths(params.report.quantiles)
     hits = dict.fromkeys(keys, 0)
     for r in range(reps):
-        rows = compute_metrics(run_point(params, stream_key=first_key + r, threads=1))
+        result = run_point(params, stream_key=first_key + r, threads=1)
+        rows = compute_metrics(result)
         got = {(row.metric, row.statistic): row for row in rows if row.cpu in ("all", "0")
                and row.policy in ("", "preempt_off")}  # fmt: skip
         for key in keys:
+            if key[1].startswith("cdf@"):
+                x, cdf, lo, hi = wakeup_cdf(result, "preempt_off")
+                i = int(np.searchsorted(x, CDF_AT))
+                assert x[i] == CDF_AT and lo[i] <= cdf[i] <= hi[i]
+                hits[key] += lo[i] <= truth[key] <= hi[i]
+                continue
             row = got[key]
             assert row.low <= row.value <= row.high, (key, row)
             hits[key] += row.low <= truth[key] <= row.high
@@ -134,14 +145,20 @@ def band(reps: int, checks: int, alpha: float = 0.05) -> tuple[float, float]:
 
 
 LARGE_QS = (0.5, 0.9, 0.99)
-LARGE_KEYS = [
+# Intervals limited by sampling error only: their coverage must be 95% within the binomial band.
+BAND_KEYS = [
     ("call_ns", "mean"), ("remote_wait_ns", "mean"), ("preempt_off_ns", "mean"),
-    ("call_ns", "p50"), ("call_ns", "p99"),
-    ("wakeup_ns", "mean"), ("wakeup_ns", "p90"), ("wakeup_ns", "p99"),
-    ("rendezvous_ns", "mean"), ("rendezvous_ns", "p50"), ("rendezvous_ns", "p90"),
-    ("window_max_ns", "p50"), ("window_max_ns", "p90"),
+    ("wakeup_ns", "mean"), ("wakeup_ns", "cdf@4000"), ("rendezvous_ns", "mean"),
     ("exceed_count", "count[2e+03,4e+03)"), ("exceed_count", "count[4e+03,8e+03)"),
 ]  # fmt: skip
+# Quantile intervals end on bucket edges (relative width 2^-7): at 262,144 samples a bucket is wider
+# than the sampling error, so these cover more than 95% (measured 97.8-99.5%; docs/model.md §5).
+# They must cover at least the band's lower end; the slow run prints the measured values.
+RESOLUTION_KEYS = [
+    ("call_ns", "p50"), ("call_ns", "p99"), ("wakeup_ns", "p90"), ("wakeup_ns", "p99"),
+    ("rendezvous_ns", "p50"), ("rendezvous_ns", "p90"), ("window_max_ns", "p50"), ("window_max_ns", "p90"),
+]  # fmt: skip
+LARGE_KEYS = BAND_KEYS + RESOLUTION_KEYS
 LARGE_SAMPLES = 4 * 65536  # four chunks: means get batch-means intervals (3 degrees of freedom)
 SMALL_QS = (0.5, 0.9)
 SMALL_KEYS = [("call_ns", "mean"), ("preempt_off_ns", "mean"), ("call_ns", "p50")]
@@ -155,13 +172,14 @@ def test_truths_are_consistent() -> None:
     assert int_surv(80 * MU) == pytest.approx(MEAN_T, rel=1e-9)
 
 
-def _check(hits: dict[tuple[str, str], int], reps: int, lo: float, hi: float, report: bool) -> None:
+def _check(hits: dict[tuple[str, str], int], reps: int, lo: float, hi: float, report: bool,
+           at_least: frozenset[tuple[str, str]] = frozenset()) -> None:  # fmt: skip
     cov = {k: v / reps for k, v in hits.items()}
     if report:
         print(f"\ncoverage over {reps} replications (acceptance band [{lo:.3f}, {hi:.3f}]):")
         for k, c in cov.items():
             print(f"  {k[0]:>15} {k[1]:<20} {c:.3f}")
-    bad = {k: c for k, c in cov.items() if not lo <= c <= hi}
+    bad = {k: c for k, c in cov.items() if not lo <= c <= (1.0 if k in at_least else hi)}
     assert not bad, f"coverage outside [{lo:.3f}, {hi:.3f}] over {reps} replications: {bad}"
 
 
@@ -175,7 +193,7 @@ def test_coverage_fast(make_params: Callable[..., Params]) -> None:
     params = case(make_params, LARGE_SAMPLES, LARGE_QS)
     reps = 40
     lo, hi = band(reps, len(LARGE_KEYS))
-    _check(coverage(params, reps, LARGE_KEYS), reps, lo, hi, report=False)
+    _check(coverage(params, reps, LARGE_KEYS), reps, lo, hi, report=False, at_least=frozenset(RESOLUTION_KEYS))
 
 
 @pytest.mark.slow
@@ -183,7 +201,8 @@ def test_coverage_large_n(make_params: Callable[..., Params]) -> None:
     reps = 1200
     lo, hi = band(reps, len(LARGE_KEYS))
     assert 0.93 <= lo and hi <= 0.97  # the band is honest: a 95% interval passes, a 92% or 98% one fails
-    _check(coverage(case(make_params, LARGE_SAMPLES, LARGE_QS), reps, LARGE_KEYS), reps, lo, hi, report=True)
+    _check(coverage(case(make_params, LARGE_SAMPLES, LARGE_QS), reps, LARGE_KEYS), reps, lo, hi, report=True,
+           at_least=frozenset(RESOLUTION_KEYS))  # fmt: skip
 
 
 @pytest.mark.slow
