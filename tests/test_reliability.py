@@ -377,7 +377,12 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path) -> None:
         cmd = [*MCSMP, "sweep", str(params), "-o", str(out), "--threads", "2"] + ([] if first else ["--resume"])
         meta_path = out / "meta.json"
         stamp = meta_path.stat().st_mtime_ns if meta_path.exists() else 0
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # stderr to a file, not a pipe: waiting for a pipe's end would also wait for any grandchild
+        # (git, uname) that inherited it
+        errf = tmp_path / f"stderr-{kills}.txt"
+        with open(errf, "w") as fh:
+            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=fh, stdin=subprocess.DEVNULL,
+                                    env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # fmt: skip
         if kills < 24:
             if rng.random() < 0.8:  # most kills after the run has recorded itself: while simulating or rendering
                 deadline = time.time() + 30
@@ -391,7 +396,13 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path) -> None:
             if proc.poll() is None:
                 proc.kill()
                 kills += 1
-        _, err = proc.communicate(timeout=300)
+        try:
+            proc.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+            proc.wait(timeout=30)
+            pytest.fail(f"run {kills} hung:\n{errf.read_text()}")
+        err = errf.read_text()
         first = False
         assert "Traceback" not in err, err
         if proc.returncode == 0:
