@@ -79,10 +79,11 @@ def test_task_arguments_survive_pickling(points: list) -> None:  # type: ignore[
     plain = next(pt.params for pt in points if not compile_model(pt.params).needs_reentry)
     a = run_point(plain, chunks=[1], threads=1)
     job = pickle.loads(pickle.dumps(Job("plain", pickle.loads(pickle.dumps(plain)), [0, 1, 2])))
-    counts, sums, fanouts, _ = pickle.loads(pickle.dumps(runner.dask_chunks(job, [1], NO_WAIT_TAIL)))
+    counts, sums, fanouts, _, ns = pickle.loads(pickle.dumps(runner.dask_chunks(job, [1], NO_WAIT_TAIL)))
     assert np.array_equal(a.counts, counts) and np.array_equal(a.chunk_sums[1], sums[1]) and fanouts == a.chunk_fanouts
+    assert np.array_equal(a.chunk_counts[1], ns[1])
     reentry = next(pt.params for pt in points if compile_model(pt.params).needs_reentry)
-    tail, (counts, sums, fanouts, _) = pickle.loads(pickle.dumps(runner.dask_pilot(Job("r", reentry, [0]))))
+    tail, (counts, sums, fanouts, _, _) = pickle.loads(pickle.dumps(runner.dask_pilot(Job("r", reentry, [0]))))
     assert tail.mean > 0 and tail.cum[-1] == 1.0
     assert list(sums) == list(fanouts) == [0]  # the job's own pilot chunk comes back finished
     assert np.array_equal(counts, run_point(reentry, chunks=[0], threads=1).counts)

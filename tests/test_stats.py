@@ -166,7 +166,8 @@ def test_quantile_estimate_in_bucket_of_order_statistic(n: int, seed: int) -> No
 
 @pytest.mark.parametrize("n", [50, 1000, 100_000])
 def test_quantile_interval_contains_order_statistic_interval(n: int) -> None:
-    """[low, high] are bucket edges enclosing X_(r_lo) … X_(r_hi), r = nq ∓ z√(nq(1−q)) (MODEL.md §5)."""
+    """[low, high] are bucket edges enclosing X_(r_lo) … X_(r_hi), r = nq ∓ z√(nq(1−q)) (MODEL.md §5);
+    a rank below 1 opens the interval down to 0, a rank above n opens it upwards (inf)."""
     layout = Layout(7)
     values = np.sort(np.random.default_rng(n).exponential(1000, n))
     h = Histogram.from_values(layout, values)
@@ -174,14 +175,19 @@ def test_quantile_interval_contains_order_statistic_interval(n: int) -> None:
         for z in (1.0, 1.959963984540054, 3.0):
             est = h.quantile(q, z)
             half = z * math.sqrt(n * q * (1 - q))
-            r_lo = max(math.floor(n * q - half), 1)
-            r_hi = min(math.ceil(n * q + half) + 1, n)
+            r_lo = math.floor(n * q - half)
+            r_hi = math.ceil(n * q + half) + 1
             assert est.low in layout.edges and est.high in layout.edges
-            assert est.low <= values[r_lo - 1]
-            assert values[r_hi - 1] < est.high
-            # …and no wider than the buckets of those order statistics.
-            assert est.low == layout.edges[layout.index(values[r_lo - 1 : r_lo])[0]]
-            assert est.high == layout.edges[layout.index(values[r_hi - 1 : r_hi])[0] + 1]
+            if r_lo < 1:
+                assert est.low == 0.0
+            else:  # enclosing X_(r_lo), and no wider than its bucket
+                assert est.low <= values[r_lo - 1]
+                assert est.low == layout.edges[layout.index(values[r_lo - 1 : r_lo])[0]]
+            if r_hi > n:
+                assert est.high == math.inf
+            else:
+                assert values[r_hi - 1] < est.high
+                assert est.high == layout.edges[layout.index(values[r_hi - 1 : r_hi])[0] + 1]
 
 
 # Coverage: for each (q, n) in COVERAGE, TRIALS independent samples; the CI for the true quantile

@@ -6,7 +6,9 @@ Every user-facing problem is a :class:`~mcsmp.errors.UserError`: one line on std
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -42,20 +44,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: running work stops cleanly and meta.json says interrupted."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+# OSErrors of the environment (not bugs) that a writer may still let through: one line, exit 2.
+_ENV_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR,
+               errno.EISDIR, errno.ENOENT, errno.EEXIST, errno.ENAMETOOLONG, errno.EIO}  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = None
     try:
-        return int(args.func(args) or 0)
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (an embedding application): leave SIGTERM alone
+        pass
+    try:
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return status
     except UserError as exc:
         print(f"mcsmp: {exc}", file=sys.stderr)
         return exc.exit_status
+    except Terminated:
+        print("mcsmp: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("mcsmp: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        # The reader went away (`mcsmp run ... | head -1`): nothing left to say, and not an error.
+        # Point stdout at /dev/null so the interpreter's final flush does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return 0
+    except OSError as exc:
+        if exc.errno not in _ENV_ERRNOS:
+            raise
+        where = exc.filename or "mcsmp"
+        print(f"mcsmp: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

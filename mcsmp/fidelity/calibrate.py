@@ -152,7 +152,8 @@ def pooled_result(params: Params, uniform: PointResult) -> PointResult:
 
     sums = {c: spread(v[:, None])[:, 0] for c, v in uniform.chunk_sums.items()}
     return PointResult(params, model, spread(uniform.counts), sums, dict(uniform.chunk_fanouts),
-                       uniform.wait_tail_mean, uniform.seconds, None, uniform.stream_key)  # fmt: skip
+                       uniform.wait_tail_mean, uniform.seconds, None, uniform.stream_key,
+                       {c: spread(v[:, None])[:, 0] for c, v in uniform.chunk_counts.items()})  # fmt: skip
 
 
 def get_key(data: Any, key: str) -> Any:

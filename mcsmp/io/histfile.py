@@ -50,7 +50,8 @@ def save_hist(path: str | Path, result: PointResult, base_dir: str | Path | None
     """Write ``result`` (all or some chunks of a point) to ``path`` atomically (``.npz``).
 
     Arrays: ``counts[row, bucket]`` (int64), ``chunks`` with their ``chunk_sums[chunk, row]`` (exact
-    per-chunk sums, added in chunk order for means) and ``chunk_fanouts``, ``wait_tail_mean``,
+    per-chunk sums, added in chunk order for means), ``chunk_counts[chunk, row]`` (values recorded
+    per chunk, for the batch-means interval of means) and ``chunk_fanouts``, ``wait_tail_mean``,
     ``edges`` (bucket edges in ns), ``row_names``, ``params_yaml`` (the resolved parameters, exact),
     their ``params_hash`` and ``model_hash``, ``precision_bits``.
     """
@@ -78,6 +79,8 @@ def save_hist(path: str | Path, result: PointResult, base_dir: str | Path | None
         "base_dir": np.str_(str(base_dir) if base_dir else ""),
         "chunk_fanouts_max": np.int64(CHUNK_FANOUTS),
     }
+    if chunks and all(c in result.chunk_counts for c in chunks):
+        arrays["chunk_counts"] = np.stack([np.asarray(result.chunk_counts[c], dtype=np.int64) for c in chunks])
     with atomic_open(path, "wb") as f:
         np.savez_compressed(f, **arrays)
 
@@ -132,6 +135,7 @@ def load_hist(path: str | Path, overrides: Sequence[tuple[str, Any, str]] = ()) 
             fanouts = [int(x) for x in z["chunk_fanouts"]]
             wait_tail_mean = float(z["wait_tail_mean"])
             seconds = float(z["seconds"])
+            chunk_counts = np.array(z["chunk_counts"], dtype=np.int64) if "chunk_counts" in z.files else None
         except KeyError as exc:
             raise UserError(f"{path}: not an mcsmp histogram file (no {exc.args[0]!r})") from None
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, yaml.YAMLError) as exc:
@@ -153,5 +157,7 @@ def load_hist(path: str | Path, overrides: Sequence[tuple[str, Any, str]] = ()) 
         raise UserError(f"{path}: counts of shape {counts.shape}, expected {(model.n_hists, model.layout.n_buckets)}")
     return PointResult(
         params, model, counts, {c: sums[i] for i, c in enumerate(chunks)},
-        {c: fanouts[i] for i, c in enumerate(chunks)}, wait_tail_mean, seconds,
+        {c: fanouts[i] for i, c in enumerate(chunks)}, wait_tail_mean, seconds, None, None,
+        {} if chunk_counts is None or chunk_counts.shape != sums.shape
+        else {c: chunk_counts[i] for i, c in enumerate(chunks)},
     )  # fmt: skip

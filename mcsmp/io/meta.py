@@ -20,10 +20,10 @@ from .._version import __version__
 from ..errors import UserError
 from ..sim.engine import CHUNK_FANOUTS, PILOT_CHUNKS, STREAM_SCHEME
 from ..sim.histogram import RANGE_HIGH_NS, Layout
-from .atomic import write_atomic
+from .atomic import overwrite_in_place, write_atomic
 from .hgrm import hdr_significant_figures
 
-__all__ = ["META_FILE", "cpu_model", "environment", "histogram_settings", "load_meta", "write_meta"]
+__all__ = ["META_FILE", "cpu_model", "environment", "histogram_settings", "load_meta", "meta_bytes", "write_meta"]
 
 META_FILE = "meta.json"
 META_SCHEMA_VERSION = 1  # bump on a breaking change of meta.json
@@ -112,8 +112,17 @@ def _json_safe(v: Any) -> Any:
     return v
 
 
-def write_meta(outdir: str | Path, meta: Mapping[str, Any]) -> None:
-    write_atomic(Path(outdir) / META_FILE, json.dumps(_json_safe(dict(meta)), indent=2) + "\n")
+def meta_bytes(meta: Mapping[str, Any]) -> bytes:
+    return (json.dumps(_json_safe(dict(meta)), indent=2) + "\n").encode()
+
+
+def write_meta(outdir: str | Path, meta: Mapping[str, Any], *, in_place: bool = False) -> None:
+    """Write ``meta.json`` atomically (``in_place``: into its own blocks, the full-disk last resort)."""
+    path = Path(outdir) / META_FILE
+    if in_place and path.exists():
+        overwrite_in_place(path, meta_bytes(meta))
+    else:
+        write_atomic(path, meta_bytes(meta))
 
 
 def load_meta(outdir: str | Path) -> dict[str, Any]:

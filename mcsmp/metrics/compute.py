@@ -4,10 +4,11 @@ Sampled metrics (``call_ns``, ``preempt_off_ns``, ``remote_wait_ns``, ``info_cos
 off their histograms: exact means, quantiles with order-statistic intervals.
 
 Derived metrics are computed from the histogram of ``P`` (or ``H``) and the exact CDFs of the
-background sources, never by extra sampling. Their intervals propagate a pointwise 95% Wilson
-band on the sampled CDF through the (monotone) formula; for the integral metrics (``wakeup_ns``,
-``rendezvous_ns``) the band is restricted to the observed range, so those intervals are
-approximate.
+background sources, never by extra sampling. ``window_max_ns`` and ``exceed_count`` propagate a
+pointwise 95% Wilson band on the sampled CDF through their (monotone) formulas. The integral
+metrics (``wakeup_ns``, ``rendezvous_ns``) depend on the sample only through
+``E[(P − x)⁺] = ∫ₓ^∞ S_P``, the mean of ``(P_i − x)⁺`` over the samples: their CDF bands and mean
+intervals are delta-method intervals on those sample means (docs/model.md §5).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class _Curve:
     cdf: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
+    mean_se: float = 0.0  # standard error of mean() (delta method), 0 when exact
 
     def quantile(self, q: float) -> tuple[float, float, float]:
         """Point estimate, and an interval that also covers the grid's resolution.
@@ -149,6 +151,56 @@ class _Sampled:
         return fe, np.clip(fe_lo, 0.0, 1.0), np.clip(fe_hi, 0.0, 1.0)
 
 
+def _excess_var(hist: Histogram, x: np.ndarray) -> np.ndarray:
+    """``Var((P − x)⁺)`` at each bucket edge ``x`` (the histogram's edges), from bucket midpoints.
+
+    The sample mean of ``(P_i − x)⁺`` is ``∫ₓ^∞ Ŝ``; its variance is this over ``n``.
+    """
+    n = hist.n
+    if n == 0:
+        return np.zeros_like(x)
+    m = hist.midpoints()
+    c = hist.counts.astype(float)
+
+    def tail(v: np.ndarray) -> np.ndarray:
+        return np.concatenate((np.cumsum(v[::-1])[::-1], [0.0]))
+
+    a0, a1, a2 = tail(c), tail(c * m), tail(c * m * m)
+    xf = np.where(np.isfinite(x), x, 0.0)
+    e1 = (a1 - xf * a0) / n
+    e2 = (a2 - 2 * xf * a1 + xf * xf * a0) / n
+    return np.maximum(e2 - e1 * e1, 0.0)
+
+
+def _influence_se(hist: Histogram, x: np.ndarray, w: np.ndarray) -> float:
+    """Standard error of ``∫ w(x) T̂(x) dx`` with ``T̂(x)`` the sample mean of ``(P_i − x)⁺``: it is
+    the sample mean of ``φ(P) = ∫₀^P w(x) (P − x) dx``, so its variance is ``Var φ(P) / n``."""
+    n = hist.n
+    if n < 2:
+        return math.inf if n else 0.0
+    finite = np.isfinite(x)
+    xf = np.where(finite, x, x[finite][-1])
+    wf = np.where(finite, w, 0.0)
+    dx = np.diff(xf)
+    w0 = np.concatenate(([0.0], np.cumsum(dx * 0.5 * (wf[:-1] + wf[1:]))))  # ∫₀^x w
+    xw = xf * wf
+    w1 = np.concatenate(([0.0], np.cumsum(dx * 0.5 * (xw[:-1] + xw[1:]))))  # ∫₀^x u w(u) du
+    m = hist.midpoints()
+    w0m, w1m = 0.5 * (w0[:-1] + w0[1:]), 0.5 * (w1[:-1] + w1[1:])
+    phi = m * w0m - w1m
+    c = hist.counts.astype(float)
+    mean = float(np.sum(c * phi)) / n
+    var = float(np.sum(c * (phi - mean) ** 2)) / (n - 1)
+    return math.sqrt(var / n)
+
+
+def _delta_band(cdf: np.ndarray, half: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``cdf ± half``, clipped to [0, 1] and made non-decreasing (for quantile inversion)."""
+    lo = np.maximum.accumulate(np.clip(cdf - half, 0.0, 1.0))
+    hi = np.maximum.accumulate(np.clip(cdf + half, 0.0, 1.0))
+    return np.minimum(lo, cdf), np.maximum(hi, cdf)
+
+
 def _exact_cdf(dist: Dist, x: np.ndarray) -> np.ndarray:
     return dist.cdf(np.where(np.isfinite(x), x, 1e300))
 
@@ -163,7 +215,8 @@ def _rows_from_hist(metric: str, policy: str, cpu: str, hist: Histogram, qs: Seq
     n = hist.n
     if n == 0:
         return []
-    rows = [MetricRow(metric, policy, cpu, "mean", hist.mean, hist.mean, hist.mean, n)]
+    lo, hi = hist.mean_interval()
+    rows = [MetricRow(metric, policy, cpu, "mean", hist.mean, lo, hi, n)]
     for q in qs:
         est = hist.quantile(q)
         rows.append(MetricRow(metric, policy, cpu, quantile_label(q), est.value, est.low, est.high, n))
@@ -172,7 +225,8 @@ def _rows_from_hist(metric: str, policy: str, cpu: str, hist: Histogram, qs: Seq
 
 def _rows_from_curve(metric: str, policy: str, cpu: str, curve: _Curve, qs: Sequence[float], n: int) -> list[MetricRow]:
     m = curve.mean()
-    rows = [MetricRow(metric, policy, cpu, "mean", m, m, m, n)]
+    half = Z95 * curve.mean_se
+    rows = [MetricRow(metric, policy, cpu, "mean", m, max(m - half, 0.0), m + half, n)]
     for q in qs:
         v, lo, hi = curve.quantile(q)
         rows.append(MetricRow(metric, policy, cpu, quantile_label(q), v, lo, hi, n))
@@ -200,8 +254,7 @@ def compute_metrics(result: PointResult) -> list[MetricRow]:
 
     for policy in params.policies:
         log_rdv = np.zeros_like(edges)
-        log_rdv_lo = np.zeros_like(edges)
-        log_rdv_hi = np.zeros_like(edges)
+        rdv_groups: list[tuple[Histogram, float, np.ndarray, int]] = []  # H, λ, Σ m_s / G_s(x), members
         for g, rate in enumerate(model.group_rates):
             hp, hh = result.policy_histograms(policy, g)
             if hp.n == 0:  # a CPU group that issues no calls: only background
@@ -212,9 +265,11 @@ def compute_metrics(result: PointResult) -> list[MetricRow]:
                 rho = rate * hp.mean / NS_PER_S
                 rho_h = rate * hh.mean / NS_PER_S
             s, s_lo, s_hi = sp.survival()
-            fe, fe_lo, fe_hi = sp.residual()
+            fe, _, _ = sp.residual()
             sh = _Sampled(hh) if hh.n else sp
-            fh, fh_lo, fh_hi = sh.residual()
+            fh, _, _ = sh.residual()
+            wake_half = Z95 * rate / NS_PER_S * np.sqrt(_excess_var(hp, edges) / max(hp.n, 1))
+            rdv_coef = np.zeros_like(edges)
             # CPUs of this call-rate group, split by their background rates (per-CPU background)
             subgroups: dict[tuple[float, ...], list[int]] = {}
             for c in np.nonzero(model.group_of == g)[0]:
@@ -245,7 +300,8 @@ def compute_metrics(result: PointResult) -> list[MetricRow]:
                     for cpu in cpus:
                         rows.append(MetricRow("exceed_count", policy, cpu, label, vals[0], vals[1], vals[2], hp.n))
 
-                wake = _wakeup_curve(params, edges, rho, (fe, fe_lo, fe_hi), bg_rho, bg_res)
+                wake = _wakeup_curve(params, edges, rho, fe, bg_rho, bg_res, wake_half,
+                                     _influence_se(hp, edges, np.full_like(edges, rate / NS_PER_S)) if hp.n else 0.0)
                 for cpu in cpus:
                     rows += _rows_from_curve("wakeup_ns", policy, cpu, wake, qs, hp.n)
 
@@ -256,14 +312,25 @@ def compute_metrics(result: PointResult) -> list[MetricRow]:
                         f"{policy}: hotplug-blocking load {rho_h + sum(bg_rho):.3g} >= 1 on CPU(s) {', '.join(cpus)}"
                     )
                 base_h = idle_h + sum(r * res for r, res in zip(bg_rho, bg_res, strict=True)) if bg else idle_h
-                with np.errstate(divide="ignore"):
-                    log_rdv += len(members) * np.log(np.clip(base_h + rho_h * fh, 1e-300, 1.0))
-                    log_rdv_lo += len(members) * np.log(np.clip(base_h + rho_h * fh_lo, 1e-300, 1.0))
-                    log_rdv_hi += len(members) * np.log(np.clip(base_h + rho_h * fh_hi, 1e-300, 1.0))
+                g_h = np.clip(base_h + rho_h * fh, 1e-300, 1.0)
+                log_rdv += len(members) * np.log(g_h)
+                rdv_coef += len(members) / g_h
+            if hh.n and rate > 0:
+                rdv_groups.append((hh, rate / NS_PER_S, rdv_coef, g))
+        # rendezvous_ns: δ log R(x) = −Σ_g λ_g c_g(x) δT̂_g(x), T̂_g(x) the sample mean of (H − x)⁺
+        rdv_cdf = np.exp(log_rdv)
+        var_log = np.zeros_like(edges)
+        mean_var = 0.0
+        for hh, lam, coef, _ in rdv_groups:
+            var_log += (lam * coef) ** 2 * _excess_var(hh, edges) / hh.n
+            mean_var += _influence_se(hh, edges, rdv_cdf * lam * coef) ** 2
+        sd_log = Z95 * np.sqrt(var_log)
+        rdv_lo = np.minimum(np.maximum.accumulate(np.exp(log_rdv - sd_log)), rdv_cdf)
+        rdv_hi = np.maximum(np.maximum.accumulate(np.clip(np.exp(log_rdv + sd_log), 0.0, 1.0)), rdv_cdf)
         pooled_p, pooled_h = result.histogram("preempt_off_ns", policy), result.histogram("hotplug_block_ns", policy)
         rows += _rows_from_hist("preempt_off_ns", policy, "all", pooled_p, qs)
         rows += _rows_from_hist("hotplug_block_ns", policy, "all", pooled_h, qs)
-        rdv = _Curve(edges, np.exp(log_rdv), np.exp(log_rdv_lo), np.exp(log_rdv_hi))
+        rdv = _Curve(edges, rdv_cdf, rdv_lo, rdv_hi, math.sqrt(mean_var))
         rows += _rows_from_curve("rendezvous_ns", policy, "all", rdv, qs, pooled_h.n)
     rows += mask_rows(params)
     return rows
@@ -282,11 +349,13 @@ def wakeup_cdf(result: PointResult, policy: str, group: int = 0) -> tuple[np.nda
     first = int(np.nonzero(model.group_of == group)[0][0])
     bg_rho = [b.rate_on(first) * b.length.mean / NS_PER_S for b in bg]
     bg_res = [_exact_residual(b.length, edges) for b in bg]
+    rate = model.group_rates[group]
     if hp.n == 0:
         sp, rho = _Sampled(Histogram.empty(model.layout)), 0.0
     else:
-        sp, rho = _Sampled(hp), model.group_rates[group] * hp.mean / NS_PER_S
-    wake = _wakeup_curve(params, edges, rho, sp.residual(), bg_rho, bg_res)
+        sp, rho = _Sampled(hp), rate * hp.mean / NS_PER_S
+    half = Z95 * rate / NS_PER_S * np.sqrt(_excess_var(hp, edges) / max(hp.n, 1))
+    wake = _wakeup_curve(params, edges, rho, sp.residual()[0], bg_rho, bg_res, half, 0.0)
     return wake.x, wake.cdf, wake.lo, wake.hi
 
 
@@ -294,15 +363,21 @@ def _wakeup_curve(
     params: Params,
     edges: np.ndarray,
     rho: float,
-    residual: tuple[np.ndarray, np.ndarray, np.ndarray],
+    fe: np.ndarray,
     bg_rho: Sequence[float],
     bg_res: Sequence[np.ndarray],
+    half: np.ndarray,
+    mean_se: float,
 ) -> _Curve:
     """``wakeup_ns`` (docs/model.md §4): the residual of the section a random instant falls in (a call's,
-    with probability ρ, or a background source's), plus a context switch."""
-    fe, fe_lo, fe_hi = residual
+    with probability ρ, or a background source's), plus a context switch.
+
+    The calls' part of the CDF is ``ρ F_e,P(x) = λ (E[P] − E[(P − x)⁺])``: ``half`` is the 95%
+    half-width of ``λ E[(P − x)⁺]`` at each edge, ``mean_se`` the standard error of the mean."""
     base = 1.0 - rho - sum(bg_rho) + sum((r * res for r, res in zip(bg_rho, bg_res, strict=True)), np.zeros_like(edges))
-    return _Curve(edges + params.costs.context_switch_ns, base + rho * fe, base + rho * fe_lo, base + rho * fe_hi)
+    cdf = base + rho * fe
+    lo, hi = _delta_band(cdf, half)
+    return _Curve(edges + params.costs.context_switch_ns, cdf, lo, hi, mean_se)
 
 
 def _check_load(

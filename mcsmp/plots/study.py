@@ -17,8 +17,10 @@ numbered PNGs.
 from __future__ import annotations
 
 import math
+import os
 import textwrap
 from collections.abc import Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -514,6 +516,18 @@ def _figure_task(name: str, folder: Path, points: Sequence[PlotPoint], swept: Se
         }[name](folder, points, swept)  # fmt: skip
 
 
+def _die_with_parent(parent: int) -> None:
+    """Plot workers end with the process that forked them, even when it is SIGKILLed: an orphan
+    would hold the output folder's lock (and the caller's stderr) for ever (Linux: PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+
+    with suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def render_plots(
     folder: str | Path, points: Sequence[PlotPoint], swept: Sequence[str], processes: int | None = None
 ) -> list[Path]:
@@ -540,6 +554,7 @@ def render_plots(
         processes = min(usable, len(names)) if can_fork else 1
     if processes <= 1:
         return [f for name in names for f in _figure_task(name, folder, points, swept)]
-    with ProcessPoolExecutor(processes, mp_context=mp.get_context("fork")) as pool:
+    with ProcessPoolExecutor(processes, mp_context=mp.get_context("fork"), initializer=_die_with_parent,
+                             initargs=(os.getpid(),)) as pool:  # fmt: skip
         futures = [pool.submit(_figure_task, name, folder, points, swept) for name in names]
         return [f for fut in futures for f in fut.result()]

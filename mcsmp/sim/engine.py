@@ -104,6 +104,9 @@ class PointResult:
     seconds: float = 0.0
     samples: np.ndarray | None = field(default=None, repr=False)  # per fan-out (tests only)
     stream_key: int | None = None  # None: the point's own (params.stream_key)
+    # chunk -> int64[n_hists]: values recorded per row in that chunk (for batch-means intervals;
+    # empty for files written before it existed)
+    chunk_counts: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property
     def layout(self) -> Layout:
@@ -127,7 +130,14 @@ class PointResult:
         total = 0.0
         for chunk in sorted(self.chunk_sums):  # chunk order: bit-identical however it was run
             total += float(self.chunk_sums[chunk][row])
-        return Histogram(self.layout, self.counts[row].copy(), total)
+        batches = None
+        chunks = sorted(self.chunk_sums)
+        if chunks and all(c in self.chunk_counts for c in chunks):
+            batches = (
+                np.array([float(self.chunk_sums[c][row]) for c in chunks]),
+                np.array([int(self.chunk_counts[c][row]) for c in chunks], dtype=np.int64),
+            )
+        return Histogram(self.layout, self.counts[row].copy(), total, batches)
 
     def histogram(self, metric: str, policy: str = "", group: int | None = None) -> Histogram:
         """A sampled metric's histogram by name: ``call_ns``, ``remote_wait_ns``, ``info_cost_ns``,
@@ -163,6 +173,7 @@ class PointResult:
             self.params, self.model, self.counts + other.counts,
             {**self.chunk_sums, **other.chunk_sums}, {**self.chunk_fanouts, **other.chunk_fanouts},
             self.wait_tail_mean, self.seconds + other.seconds, None, self.stream_key,
+            {**self.chunk_counts, **other.chunk_counts} if self.chunk_counts and other.chunk_counts else {},
         )  # fmt: skip
 
 
@@ -225,6 +236,7 @@ class ChunkOutput:
     counts: np.ndarray | None = None  # the chunk's own counts (None: added to the caller's)
     samples: np.ndarray | None = None  # per fan-out, when kept
     trace: np.ndarray | None = None  # first pass of a pilot chunk, for replay_chunk
+    ns: np.ndarray | None = None  # int64[n_hists]: values recorded per row in this chunk
 
 
 def _fp(model: CompiledModel, tail: WaitTail) -> np.ndarray:
@@ -253,13 +265,15 @@ def simulate_chunk(
     n_cols = K.N_SAMPLE_COLS + 2 * len(model.policies)
     samples = np.zeros((fanouts if keep_samples else 0, n_cols), dtype=np.float64)
     tr = np.zeros((fanouts if trace else 0, K.N_TRACE_COLS), dtype=np.float64)
+    before = None if own else counts.sum(axis=1)
     run_chunk(
         fanouts, model.ip, _fp(model, tail), model.index, model.table, model.rate_cum, model.rate_hz,
         model.group_of, model.policies, tail.cum, model.layout.edges, stream_states(params.seed, stream_key, chunk),
         counts, sums, samples, tr,
     )  # fmt: skip
+    ns = counts.sum(axis=1) if before is None else counts.sum(axis=1) - before
     return ChunkOutput(
-        chunk, fanouts, sums, counts if own else None, samples if keep_samples else None, tr if trace else None
+        chunk, fanouts, sums, counts if own else None, samples if keep_samples else None, tr if trace else None, ns
     )
 
 
@@ -278,7 +292,7 @@ def replay_chunk(
     )  # fmt: skip
     counts[: K.N_FIXED_HISTS] = first.counts[: K.N_FIXED_HISTS]
     sums[: K.N_FIXED_HISTS] = first.sums[: K.N_FIXED_HISTS]
-    return ChunkOutput(first.chunk, first.fanouts, sums, counts)
+    return ChunkOutput(first.chunk, first.fanouts, sums, counts, ns=counts.sum(axis=1))
 
 
 def warm_up(model: CompiledModel) -> None:

@@ -7,7 +7,14 @@ chunks, processes or machines merge exactly by integer addition, in any order.
 Quantile ``q`` of ``n`` samples: the point estimate interpolates linearly inside the bucket
 holding order statistic ``⌈nq⌉``; the interval runs from the lower edge of the bucket holding
 order statistic ``⌊nq − z√(nq(1−q))⌋`` to the upper edge of the bucket holding
-``⌈nq + z√(nq(1−q))⌉ + 1``, so it covers both the sampling error and the bucket width.
+``⌈nq + z√(nq(1−q))⌉ + 1``, so it covers both the sampling error and the bucket width. A rank
+below 1 opens the interval down to 0, a rank above ``n`` opens it upwards (``inf``): the sample
+says nothing about values beyond its extremes.
+
+Means are exact; their 95% interval is ``mean ± t·SE``: with per-chunk sums and counts of two or
+more chunks, SE is the batch-means (ratio) standard error over the chunks, which are independent
+streams (t with chunks − 1 degrees of freedom); otherwise SE is ``s/√n`` with ``s²`` from the
+histogram's second moment (bucket midpoints; t with n − 1 degrees of freedom).
 """
 
 from __future__ import annotations
@@ -78,6 +85,8 @@ class Histogram:
     layout: Layout
     counts: np.ndarray  # int64[n_buckets]
     total: float = 0.0  # sum of recorded values (exact mean = total / n)
+    # per-chunk (sums, counts) of the recorded values, in chunk order, when known
+    batches: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def empty(cls, layout: Layout) -> Histogram:
@@ -92,7 +101,14 @@ class Histogram:
     def __add__(self, other: Histogram) -> Histogram:
         if other.layout != self.layout:
             raise ValueError(f"cannot merge histograms with layouts {self.layout} and {other.layout}")
-        return Histogram(self.layout, self.counts + other.counts, self.total + other.total)
+        batches = None
+        if self.batches is not None and other.batches is not None and len(self.batches[0]) == len(other.batches[0]):
+            batches = (self.batches[0] + other.batches[0], self.batches[1] + other.batches[1])
+        elif not self.n:
+            batches = other.batches
+        elif not other.n:
+            batches = self.batches
+        return Histogram(self.layout, self.counts + other.counts, self.total + other.total, batches)
 
     @property
     def n(self) -> int:
@@ -105,6 +121,47 @@ class Histogram:
     @property
     def overflowed(self) -> int:
         return int(self.counts[-1])
+
+    def midpoints(self) -> np.ndarray:
+        """A representative value per bucket: its midpoint (the overflow bucket: its lower edge)."""
+        e = self.layout.edges
+        mid = 0.5 * (e[:-1] + e[1:])
+        mid[-1] = e[-2]
+        return mid
+
+    def std(self) -> float:
+        """Sample standard deviation from the second moment of the buckets about the exact mean."""
+        n = self.n
+        if n < 2:
+            return math.nan
+        m = self.midpoints()
+        mean = self.mean
+        ss = float(np.sum(self.counts * (m - mean) ** 2))
+        return math.sqrt(max(ss, 0.0) / (n - 1))
+
+    def mean_interval(self, z: float = Z95) -> tuple[float, float]:
+        """A confidence interval for the mean at normal quantile ``z`` (module docstring)."""
+        n = self.n
+        mean = self.mean
+        if n == 0:
+            return math.nan, math.nan
+        level = 2.0 * float(sps.norm.cdf(z)) - 1.0
+        se = math.nan
+        if self.batches is not None:
+            s, c = self.batches
+            used = c > 0
+            s, c = s[used], c[used].astype(float)
+            k = len(c)
+            if k >= 2:
+                resid = s - mean * c
+                se = math.sqrt(k / (k - 1) * float(np.sum(resid * resid))) / float(np.sum(c))
+                t = float(sps.t.ppf(0.5 + level / 2, k - 1))
+        if not math.isfinite(se):
+            if n < 2:
+                return 0.0, math.inf
+            se = self.std() / math.sqrt(n)
+            t = float(sps.t.ppf(0.5 + level / 2, n - 1))
+        return max(mean - t * se, 0.0), mean + t * se
 
     def _value_at_rank(self, rank: float, cum: np.ndarray) -> float:
         """Linear interpolation inside the bucket holding order statistic ``rank`` (1-based)."""
@@ -125,12 +182,12 @@ class Histogram:
         cum = np.cumsum(self.counts)
         rank = max(math.ceil(n * q), 1)
         half = z * math.sqrt(n * q * (1.0 - q))
-        r_lo = max(math.floor(n * q - half), 1)
-        r_hi = min(math.ceil(n * q + half) + 1, n)
-        b_lo = int(np.searchsorted(cum, r_lo, side="left"))
-        b_hi = int(np.searchsorted(cum, r_hi, side="left"))
+        r_lo = math.floor(n * q - half)
+        r_hi = math.ceil(n * q + half) + 1
         edges = self.layout.edges
-        return Quantile(q, self._value_at_rank(rank, cum), float(edges[b_lo]), float(edges[b_hi + 1]))
+        low = float(edges[int(np.searchsorted(cum, r_lo, side="left"))]) if r_lo >= 1 else 0.0
+        high = float(edges[int(np.searchsorted(cum, r_hi, side="left")) + 1]) if r_hi <= n else math.inf
+        return Quantile(q, self._value_at_rank(rank, cum), low, high)
 
     def cdf_at_edges(self) -> np.ndarray:
         """Empirical CDF at every bucket edge (``len = n_buckets + 1``)."""

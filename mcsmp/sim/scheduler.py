@@ -114,8 +114,10 @@ class Job:
         return sum(sizes[c] for c in self.pilot if c not in mine)
 
     def result(self, counts: np.ndarray, sums: dict[int, np.ndarray], fanouts: dict[int, int],
-               tail: WaitTail, seconds: float, samples: np.ndarray | None = None) -> PointResult:  # fmt: skip
-        return PointResult(self.params, self.model, counts, sums, fanouts, tail.mean, seconds, samples, self.stream_key)
+               tail: WaitTail, seconds: float, samples: np.ndarray | None = None,
+               ns: dict[int, np.ndarray] | None = None) -> PointResult:  # fmt: skip
+        return PointResult(self.params, self.model, counts, sums, fanouts, tail.mean, seconds, samples, self.stream_key,
+                           dict(ns or {}))  # fmt: skip
 
 
 def _pilot_tail(job: Job, firsts: Iterable[ChunkOutput]) -> WaitTail:
@@ -229,6 +231,7 @@ class _Point:
     accumulators: dict[int, np.ndarray] = field(default_factory=dict)  # worker thread -> its counts
     sums: dict[int, np.ndarray] = field(default_factory=dict)
     fanouts: dict[int, int] = field(default_factory=dict)
+    ns: dict[int, np.ndarray] = field(default_factory=dict)
     samples: dict[int, np.ndarray] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
@@ -277,6 +280,8 @@ class _Point:
         if out.counts is not None:  # a replay: the chunk's own counts
             self.counts += out.counts
         self.sums[out.chunk], self.fanouts[out.chunk] = out.sums, out.fanouts
+        if out.ns is not None:
+            self.ns[out.chunk] = out.ns
         if out.samples is not None:
             self.samples[out.chunk] = out.samples
         self.left -= 1
@@ -288,7 +293,8 @@ class _Point:
         for acc in self.accumulators.values():
             counts += acc
         samples = np.concatenate([self.samples[c] for c in sorted(self.samples)]) if self.keep_samples else None
-        return self.job.result(counts, self.sums, self.fanouts, self.tail, time.perf_counter() - self.started, samples)
+        return self.job.result(counts, self.sums, self.fanouts, self.tail, time.perf_counter() - self.started, samples,
+                               self.ns)  # fmt: skip
 
 
 def _run_local(
@@ -357,7 +363,8 @@ def _ranges(chunks: Sequence[int], size: int) -> Iterator[list[int]]:
         yield list(chunks[i : i + size])
 
 
-_Parts = tuple[np.ndarray, dict[int, np.ndarray], dict[int, int], float]  # a PointResult without params
+# a PointResult without params: counts, sums, fan-outs, seconds, per-chunk row counts
+_Parts = tuple[np.ndarray, dict[int, np.ndarray], dict[int, int], float, dict[int, np.ndarray]]
 
 
 def dask_pilot(job: Job) -> tuple[WaitTail, _Parts]:
@@ -369,15 +376,15 @@ def dask_pilot(job: Job) -> tuple[WaitTail, _Parts]:
     firsts = [simulate_chunk(job.params, job.model, c, NO_WAIT_TAIL, key, trace=c in mine) for c in job.pilot]
     tail = _pilot_tail(job, firsts)
     counts = np.zeros((job.model.n_hists, job.model.layout.n_buckets), dtype=np.int64)
-    sums, fanouts = {}, {}
+    sums, fanouts, ns = {}, {}, {}
     start = time.perf_counter()
     for first in firsts:
         if first.chunk in mine:
             out = replay_chunk(job.params, job.model, first, tail, key)
             assert out.counts is not None
             counts += out.counts
-            sums[out.chunk], fanouts[out.chunk] = out.sums, out.fanouts
-    return tail, (counts, sums, fanouts, time.perf_counter() - start)
+            sums[out.chunk], fanouts[out.chunk], ns[out.chunk] = out.sums, out.fanouts, out.ns
+    return tail, (counts, sums, fanouts, time.perf_counter() - start, ns)
 
 
 def dask_chunks(job: Job, chunks: list[int], tail: WaitTail) -> _Parts:
@@ -385,11 +392,11 @@ def dask_chunks(job: Job, chunks: list[int], tail: WaitTail) -> _Parts:
     start = time.perf_counter()
     warm_up(job.model)
     counts = np.zeros((job.model.n_hists, job.model.layout.n_buckets), dtype=np.int64)
-    sums, fanouts = {}, {}
+    sums, fanouts, ns = {}, {}, {}
     for c in chunks:
         out = simulate_chunk(job.params, job.model, c, tail, job.key_of_streams, counts=counts)
-        sums[c], fanouts[c] = out.sums, out.fanouts
-    return counts, sums, fanouts, time.perf_counter() - start
+        sums[c], fanouts[c], ns[c] = out.sums, out.fanouts, out.ns
+    return counts, sums, fanouts, time.perf_counter() - start, ns
 
 
 # ``--dask slurm``, ``--dask pbs:4`` …: a dask-jobqueue cluster configured by the user's Dask
@@ -516,14 +523,14 @@ def _run_dask(
         for fut in _completed(client, [f for f in futures if f.key in meta]):
             job, _, tail = meta[fut.key]
             try:
-                counts, sums, fanouts, seconds = fut.result()  # a pilot's OverloadError is raised here
+                counts, sums, fanouts, seconds, ns = fut.result()  # a pilot's OverloadError is raised here
             except KilledWorker as exc:
                 raise UserError(f"dask: workers died running point {job.label or job.key} ({exc}); "
                                 "completed points are saved: rerun with --resume") from None
             if job.key not in tails:
                 tails[job.key] = tail if isinstance(tail, WaitTail) else tail.result()
             fut.release()
-            part = job.result(counts, sums, fanouts, tails[job.key], seconds)
+            part = job.result(counts, sums, fanouts, tails[job.key], seconds, ns=ns)
             progress.advance(part.fanouts + (job.foreign_pilot_fanouts if job.key not in partial else 0))
             merged = part if job.key not in partial else partial[job.key].merge(part)
             if len(merged.chunk_fanouts) == len(job.chunks):

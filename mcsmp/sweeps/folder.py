@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,9 +23,9 @@ import numpy as np
 from .._util import sha256_json
 from ..config import Point
 from ..errors import UserError
-from ..io.atomic import remove_stale_temporaries
+from ..io.atomic import FolderLock, check_output_dir, remove_stale_temporaries
 from ..io.histfile import HIST_DIR, hist_info, hist_path, load_hist, save_hist
-from ..io.meta import META_FILE, environment, histogram_settings, load_meta, write_meta
+from ..io.meta import META_FILE, environment, histogram_settings, load_meta, meta_bytes, write_meta
 from ..sim import (
     CHUNK_FANOUTS,
     PILOT_CHUNKS,
@@ -77,6 +78,38 @@ def _point_entries(points: Sequence[Point]) -> list[dict[str, Any]]:
             "resolved": pt.params.resolved,
         })  # fmt: skip
     return entries
+
+
+def default_outdir(name: str, shard: tuple[int, int] | None = None) -> Path:
+    """``results/<name>/`` (``results/<name>/shard-I/``); a name that would leave ``results/`` is refused."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name or name != name.strip():
+        raise UserError(
+            f"name: {name!r} cannot name a folder under results/ (no '/', '..', NUL or surrounding blanks); "
+            "choose another name, or pass -o DIR"
+        )
+    out = Path("results") / name
+    return out / f"shard-{shard[0]}" if shard else out
+
+
+KILLED_NOTE = "found still running by a later run: the process was killed (SIGKILL, OOM, power loss) or died"
+_RUNNING = ("running", "rendering", "merging")
+
+
+def run_history(old: dict[str, Any] | None, expected: str) -> list[dict[str, Any]]:
+    """The folder's earlier runs; runs still marked running (their process is gone: we hold the
+    folder's lock) are recorded as ``killed``."""
+    if not old or old.get("sweep_hash") != expected:
+        return []
+    runs = [dict(r) for r in old.get("runs", []) if isinstance(r, dict)]
+    found = False
+    for r in runs:
+        if r.get("status") in _RUNNING:
+            r.update(status="killed", killed_while=r.get("status"), note=KILLED_NOTE)
+            found = True
+    if old.get("status") in _RUNNING and not found:  # written before runs were recorded at start
+        runs.append({"started": old.get("started"), "status": "killed", "killed_while": old.get("status"),
+                     "note": KILLED_NOTE})  # fmt: skip
+    return runs
 
 
 def _check_folder(outdir: Path, expected: str, force: bool, what: str) -> dict[str, Any] | None:
@@ -140,13 +173,34 @@ def sweep(
         raise UserError("no sweep points to simulate")
     entries = _point_entries(points)
     shard_t = parse_shard(shard) if isinstance(shard, str) else shard
-    outdir = Path(out) if out else Path("results") / points[0].params.name
-    if shard_t and not out:
-        outdir = outdir / f"shard-{shard_t[0]}"
+    outdir = Path(out) if out else default_outdir(points[0].params.name, shard_t)
+    check_output_dir(outdir)
+    with FolderLock(outdir) as lock:
+        return _sweep_locked(points, entries, shard_t, outdir, lock, resume=resume, force=force, dask=dask,
+                             threads=threads, plots=plots, progress=progress, params_file=params_file, sets=sets,
+                             options=options)  # fmt: skip
+
+
+def _sweep_locked(
+    points: Sequence[Point],
+    entries: list[dict[str, Any]],
+    shard_t: tuple[int, int] | None,
+    outdir: Path,
+    lock: FolderLock,
+    *,
+    resume: bool,
+    force: bool,
+    dask: str | Any | None,
+    threads: int | None,
+    plots: bool,
+    progress: bool | None,
+    params_file: str | Path | None,
+    sets: Sequence[str],
+    options: dict[str, Any] | None,
+) -> SweepRun:
     expected = sweep_hash(entries, shard_t)
     old = _check_folder(outdir, expected, force, "sweep")
-    outdir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(outdir / HIST_DIR)
+    remove_stale_temporaries(outdir, recursive=True)  # a killed run's leftovers (we hold the lock)
     if force:  # overwriting another sweep: its points' histograms must not linger
         ids = {e["id"] for e in entries}
         for path in (outdir / HIST_DIR).glob("*.npz"):
@@ -168,7 +222,7 @@ def sweep(
 
     base_dir = Path(params_file).resolve().parent if params_file else None
     started_wall, started = time.perf_counter(), _now()
-    history = list(old.get("runs", [])) if (old and old.get("sweep_hash") == expected and resume) else []
+    history = run_history(old, expected)
     meta: dict[str, Any] = {
         **environment(),
         "params_file": str(params_file) if params_file else None, "sets": list(sets),
@@ -180,9 +234,8 @@ def sweep(
         "status": "running", "started": started, "finished": None,
         "runs": history, "points": entries,
     }  # fmt: skip
-    write_meta(outdir, meta)
-
     stats = {"points": 0, "fanouts": 0, "targets": 0}
+    run: dict[str, Any] = {}
 
     def on_done(job: Job, result: PointResult) -> None:
         save_hist(hist_path(outdir, job.key), result, base_dir)
@@ -190,39 +243,69 @@ def sweep(
         stats["fanouts"] += result.fanouts
         stats["targets"] += result.target_samples
 
-    def finish(status: str) -> dict[str, Any]:
+    def record(status: str, final: bool = True) -> dict[str, Any]:
+        """Write meta.json with this run's status; a final failure record may use the disk reserve."""
         wall = time.perf_counter() - started_wall
-        run = {
-            "started": started, "finished": _now(), "status": status, "wall_s": round(wall, 3),
+        run.clear()
+        run.update({
+            "started": started, "finished": _now() if final else None, "status": status, "wall_s": round(wall, 3),
             "backend": "dask" if dask else "local", "dask": dask if isinstance(dask, str) or dask is None else "client",
             "threads": threads or default_threads(),
             "points_simulated": stats["points"], "points_resumed": resumed, "fanouts": stats["fanouts"],
             "fanouts_per_s": stats["fanouts"] / wall if wall > 0 else None,
             "target_samples_per_s": stats["targets"] / wall if wall > 0 else None,
-        }  # fmt: skip
+        })  # fmt: skip
         meta.update(status=status, finished=run["finished"], wall_s=run["wall_s"],
                     samples_per_second=run["fanouts_per_s"], target_samples_per_second=run["target_samples_per_s"])
-        meta["runs"] = [*history, run]
+        meta["runs"] = [*history, dict(run)]
         write_meta(outdir, meta)
-        return run
+        return dict(run)
 
-    try:
-        run_jobs(jobs, on_done, threads=threads, dask=dask, progress=progress)
-    except UserError:
-        finish("failed")
-        raise
-    except KeyboardInterrupt:
-        finish("interrupted")
+    def fail(status: str) -> None:
+        """Record a failed or interrupted run, on a full disk too (never raises: the original
+        error is the one reported)."""
+        try:
+            record(status)
+        except UserError:
+            _write_meta_last(outdir, meta, lock)
+
+    def interrupted() -> None:
+        fail("interrupted")
         total = sum(1 for e in entries if e["chunks"])
         done = total - len(jobs) + stats["points"]
         print(f"mcsmp: interrupted: {done} of {total} point(s) are complete in {outdir}/{HIST_DIR}; "
               "continue with the same command and --resume", file=sys.stderr)  # fmt: skip
+
+    # room for the final meta.json on a full disk (the lock file holds it until then)
+    lock.reserve(_reserve_bytes(meta))
+    try:
+        record("running", final=False)
+        run_jobs(jobs, on_done, threads=threads, dask=dask, progress=progress)
+        if shard_t:
+            done = record("complete")
+        else:
+            record("rendering", final=False)
+    except KeyboardInterrupt:
+        interrupted()
         raise
-    run = finish("complete")
-    outcome = SweepRun(outdir, len(points), stats["points"], resumed, run["fanouts"], run["wall_s"],
-                       run["fanouts_per_s"], None, run)  # fmt: skip
-    if not shard_t:
+    except BaseException:
+        fail("failed")
+        raise
+    outcome = SweepRun(outdir, len(points), stats["points"], resumed, stats["fanouts"], run["wall_s"],
+                       run["fanouts_per_s"], None, dict(run))  # fmt: skip
+    if shard_t:
+        outcome.run = done
+        return outcome
+    try:
         outcome.rendered = render_dir(outdir, plots=plots)
+        outcome.run = record("complete")
+    except KeyboardInterrupt:
+        interrupted()
+        raise
+    except BaseException:
+        fail("failed")
+        raise
+    outcome.wall_s = outcome.run["wall_s"]
     return outcome
 
 
@@ -260,25 +343,54 @@ def merge(dirs: Sequence[str | Path], out: str | Path, *, force: bool = False, p
                 "are all shards finished and given?"
             )
         merged[e["id"]] = result
-    outdir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(outdir / HIST_DIR)
-    meta = {
-        **environment(),
-        "params_file": first.get("params_file"), "sets": first.get("sets"), "name": first.get("name"),
-        "seed": first.get("seed"), "sweep_hash": expected, "points_hash": first.get("points_hash"), "shard": None,
-        "histogram": first.get("histogram"), "status": "merging", "started": started, "finished": None,
-        "merged_from": [
-            {"dir": str(d), "shard": m.get("shard"), "runs": m.get("runs"), "cpu": m.get("cpu"),
-             "version": m.get("version")} for d, m in metas
-        ],
-        "points": [{**e, "chunks": len(merged[e["id"]].chunk_fanouts)} for e in entries],
-    }  # fmt: skip
-    write_meta(outdir, meta)
-    for e in entries:
-        save_hist(hist_path(outdir, e["id"]), merged[e["id"]], _base_dir(metas, e["id"]))
-    meta.update(status="complete", finished=_now())
-    write_meta(outdir, meta)
-    return render_dir(outdir, plots=plots)
+    check_output_dir(outdir)
+    with FolderLock(outdir) as lock:
+        _check_folder(outdir, expected, force, "merge")
+        remove_stale_temporaries(outdir, recursive=True)
+        meta = {
+            **environment(),
+            "params_file": first.get("params_file"), "sets": first.get("sets"), "name": first.get("name"),
+            "seed": first.get("seed"), "sweep_hash": expected, "points_hash": first.get("points_hash"), "shard": None,
+            "histogram": first.get("histogram"), "status": "merging", "started": started, "finished": None,
+            "merged_from": [
+                {"dir": str(d), "shard": m.get("shard"), "runs": m.get("runs"), "cpu": m.get("cpu"),
+                 "version": m.get("version")} for d, m in metas
+            ],
+            "points": [{**e, "chunks": len(merged[e["id"]].chunk_fanouts)} for e in entries],
+        }  # fmt: skip
+        lock.reserve(_reserve_bytes(meta))
+        try:
+            write_meta(outdir, meta)
+            for e in entries:
+                save_hist(hist_path(outdir, e["id"]), merged[e["id"]], _base_dir(metas, e["id"]))
+            rendered = render_dir(outdir, plots=plots)
+        except BaseException as exc:
+            meta.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", finished=_now())
+            _write_meta_last(outdir, meta, lock)
+            raise
+        meta.update(status="complete", finished=_now())
+        write_meta(outdir, meta)
+        return rendered
+
+
+def _reserve_bytes(meta: dict[str, Any]) -> int:
+    """Disk space held back for the final meta.json: twice its size plus 16 KiB."""
+    return 2 * len(meta_bytes(meta)) + 16384
+
+
+def _write_meta_last(outdir: Path, meta: dict[str, Any], lock: FolderLock) -> None:
+    """Record a failure in meta.json, on a full disk too (the lock's reserve is given back first
+    if needed); never raises, so the original error is the one reported."""
+    try:
+        write_meta(outdir, meta)
+        return
+    except UserError:
+        lock.release_reserve()
+    try:
+        write_meta(outdir, meta)
+    except UserError:
+        with suppress(UserError):
+            write_meta(outdir, meta, in_place=True)
 
 
 def _base_dir(metas: list[tuple[Path, dict[str, Any]]], point_id: str) -> str | None:
@@ -311,7 +423,20 @@ def report(
         overrides.append(("report.window_s", window_s, "--window-s"))
     if duration_h is not None:
         overrides.append(("report.duration_h", duration_h, "--duration-h"))
-    rendered = render_dir(outdir, overrides, plots=plots)
-    meta["rendered"] = {"at": _now(), "overrides": {k: v for k, v, _ in overrides}}
-    write_meta(outdir, meta)
-    return rendered
+    with FolderLock(outdir) as lock:
+        remove_stale_temporaries(outdir, recursive=True)
+        lock.reserve(_reserve_bytes(meta))
+        record = {"at": _now(), "overrides": {k: v for k, v, _ in overrides}}
+        try:
+            rendered = render_dir(outdir, overrides, plots=plots)
+        except BaseException as exc:
+            meta["rendered"] = {**record, "status": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                                "error": str(exc)}  # fmt: skip
+            if meta.get("status") == "complete":
+                meta["status"] = "failed"  # the derived files may now mix two renderings
+            _write_meta_last(outdir, meta, lock)
+            raise
+        meta["rendered"] = {**record, "status": "complete"}
+        meta["status"] = "complete"
+        write_meta(outdir, meta)
+        return rendered
