@@ -149,7 +149,7 @@ def scaling(cpus_list: list[int], target_samples: int, repeats: int) -> list[dic
 # carries the parent's peak over into a vfork()ed child's ru_maxrss across execve.
 CHILD_RSS = r"""
 import json, sys, time
-from mcsmp.sim import run_pointNone
+from mcsmp.sim import run_point
 from mcsmp.config import load_raw
 from mcsmp.config import expand
 path, index, samples, sets = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
@@ -164,7 +164,7 @@ print(json.dumps({"maxrss_kb": hwm, "fanouts": res.fanouts, "seconds": seconds})
 CHILD_FIRST = r"""
 import sys, time
 t0 = time.perf_counter()
-from mcsmp.sim import run_pointNone
+from mcsmp.sim import run_point
 from mcsmp.config import load_raw
 from mcsmp.config import expand
 params = expand(load_raw(sys.argv[1]), ["samples=1000"])[int(sys.argv[2])].params
