@@ -20,6 +20,7 @@ from ..config import Params
 from ..metrics import METRICS, MetricRow, quantile_label
 
 __all__ = [
+    "cpu_ranges",
     "SUMMARY_COLUMNS",
     "PointRows",
     "bin_label",
@@ -33,6 +34,22 @@ __all__ = [
     "summary_rows",
     "text_table",
 ]
+
+
+def cpu_ranges(cpus: Sequence[int], limit: int = 0) -> str:
+    """``[1, 2, 4, 5, 6, 7, 9]`` -> ``1-2,4-7,9``; past ``limit`` characters (0: no limit) cut
+    at a comma and followed by ``… (N CPUs)``."""
+    cpus = sorted(cpus)
+    runs: list[list[int]] = []
+    for c in cpus:
+        if runs and c == runs[-1][1] + 1:
+            runs[-1][1] = c
+        else:
+            runs.append([c, c])
+    text = ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
+    if limit and len(text) > limit:
+        text = text[: text.rfind(",", 0, limit)] + f",… ({len(cpus)} CPUs)"
+    return text
 
 
 def format_ns(v: float) -> str:

@@ -23,11 +23,12 @@ from ..dists import Dist
 from ..errors import OverloadError
 from ..sim.engine import PointResult
 from ..sim.histogram import Z95, Histogram
-from .registry import quantile_label
+from .registry import METRICS, quantile_label
 
 __all__ = ["MetricRow", "compute_metrics", "wakeup_cdf", "wilson_band"]
 
 NS_PER_S = 1e9
+_SAMPLED = {m.name for m in METRICS.values() if m.kind == "sampled"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,20 @@ class MetricRow:
     low: float
     high: float
     n: int  # sampled values behind it (0 for purely analytic values)
+
+    @property
+    def beyond_data(self) -> bool:
+        """A quantile that sits beyond the data: its 95% interval's upper order statistic
+        (``ceil(nq + z sqrt(nq(1-q))) + 1``) exceeds the sample count ``n`` of a sampled metric,
+        or (derived metrics) its upper bound is open (``inf``). Its ``high`` is then no bound."""
+        if not (self.statistic[:1] == "p" and self.statistic[1:2].isdigit()):
+            return False
+        if not math.isfinite(self.high):
+            return True
+        if self.metric not in _SAMPLED or self.n <= 0:
+            return False
+        q = float(self.statistic[1:]) / 100
+        return math.ceil(self.n * q + Z95 * math.sqrt(self.n * q * (1 - q))) + 1 > self.n
 
 
 def wilson_band(p: np.ndarray, n: int, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
