@@ -69,3 +69,16 @@ def test_16core_sweeps_over_cpu_counts_with_its_16cpu_points_unchanged() -> None
         assert m.cpus_per_llc == m.cpus and len(p.params.workload.rate_hz) == m.cpus
         assert (p.params.report.reference is not None) == (m.cpus == 16)
     assert sum(r == 100 for r in wide[-1].params.workload.rate_hz) == 64  # a quarter housekeeping CPUs
+
+
+def test_the_core_count_study_shares_the_16core_points() -> None:
+    """params/16core-cores.yaml (run by `make sweep` next to 16core.yaml) restates the model of
+    16core.yaml: its 16-CPU points are 16core.yaml points, and it spans 16 to 1024 CPUs."""
+    main = {p.params.model_hash for p in expand(load_raw(ROOT / "params" / "16core.yaml"))}
+    cores = expand(load_raw(ROOT / "params" / "16core-cores.yaml"))
+    assert sorted({p.params.machine.cpus for p in cores}) == [16, 64, 256, 1024]
+    at16 = [p for p in cores if p.params.machine.cpus == 16]
+    assert len(at16) == 6 and {p.params.model_hash for p in at16} <= main  # policy.reentry off: in its grid
+    assert all(p.params.samples == 1_000_000 for p in at16)
+    work = {p.params.machine.cpus: p.params.samples * (p.params.machine.cpus - 1) for p in cores}
+    assert max(work.values()) / min(work.values()) < 1.2  # samples cut so every point costs about the same

@@ -38,11 +38,14 @@ def _grouped(rows: Sequence[MetricRow], policy: str, cells: Any) -> list[tuple[s
     for r in rows:
         if r.policy == policy:
             by_cpu.setdefault(r.cpu, []).append(r)
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for cpu, mine in by_cpu.items():
-        groups.setdefault(tuple(cells(mine)), []).append(cpu)
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for cpu, mine in by_cpu.items():  # identical rows (not only identical text): formatted once per group
+        groups.setdefault(tuple((r.metric, r.statistic, r.value, r.low, r.high, r.n) for r in mine), []).append(cpu)
+    merged: dict[tuple[str, ...], list[str]] = {}
+    for cpus in groups.values():
+        merged.setdefault(tuple(cells(by_cpu[cpus[0]])), []).extend(cpus)
     out = []
-    for key, cpus in groups.items():
+    for key, cpus in merged.items():
         ids = [int(c) for c in cpus if c.isdigit()]
         label = policy if cpus == ["all"] else f"{policy} cpu {cpu_ranges(ids, 72) if len(ids) == len(cpus) else ','.join(cpus)}"
         out.append((label, list(key)))

@@ -87,6 +87,13 @@ class PointRows:
 
 def csv_cell(v: Any) -> str:
     """One CSV cell: floats in shortest round-trip form, so files are exact and reproducible."""
+    t = type(v)  # fast paths for the common exact types (the same text as the general rules below)
+    if t is float:
+        return repr(v) if math.isfinite(v) else ("inf" if v > 0 else "-inf" if v < 0 else "nan")
+    if t is str:
+        return v
+    if t is int:
+        return str(v)
     if isinstance(v, np.generic):  # NumPy scalars as the Python values they hold
         v = v.item()
     if v is None:

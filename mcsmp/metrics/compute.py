@@ -12,6 +12,7 @@ approximate.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -245,10 +246,9 @@ def compute_metrics(result: PointResult) -> list[MetricRow]:
                     return np.exp(-window_s * (rate * surv + bgs))
 
                 curve = _Curve(edges, window(s), window(s_hi), window(s_lo))
+                wq = [(quantile_label(q), *curve.quantile(q)) for q in qs]  # the same for every CPU of the subgroup
                 for cpu in cpus:
-                    for q in qs:
-                        v, lo, hi = curve.quantile(q)
-                        rows.append(MetricRow("window_max_ns", policy, cpu, quantile_label(q), v, lo, hi, hp.n))
+                    rows += [MetricRow("window_max_ns", policy, cpu, label, v, lo, hi, hp.n) for label, v, lo, hi in wq]
 
                 # exceed_count: expected sections per bin over the report duration
                 for j, (b0, b1) in enumerate(zip(bins[:-1], bins[1:], strict=True)):
@@ -261,8 +261,9 @@ def compute_metrics(result: PointResult) -> list[MetricRow]:
                         rows.append(MetricRow("exceed_count", policy, cpu, label, vals[0], vals[1], vals[2], hp.n))
 
                 wake = _wakeup_curve(params, edges, rho, (fe, fe_lo, fe_hi), bg_rho, bg_res)
+                first = _rows_from_curve("wakeup_ns", policy, cpus[0], wake, qs, hp.n)
                 for cpu in cpus:
-                    rows += _rows_from_curve("wakeup_ns", policy, cpu, wake, qs, hp.n)
+                    rows += [dataclasses.replace(r, cpu=cpu) for r in first] if cpu != cpus[0] else first
 
                 # rendezvous_ns: product over CPUs of the per-CPU residual CDF of H and background
                 idle_h = 1.0 - rho_h - sum(bg_rho)
