@@ -528,7 +528,8 @@ def test_open_intervals_are_arrows_named_in_the_legend(swept: Path, monkeypatch:
     arrows = [t for t in ax.texts if getattr(t, "arrow_patch", None) is not None]
     opened = [r for r in pt.rows if r.metric == "window_max_ns" and r.statistic in ("p50", "p99") and math.isinf(r.high)]
     assert len(arrows) == len(opened) >= 1
-    assert all(a.xy[1] == 1.0 for a in arrows)  # to the axis top (axes fraction), from the point
+    assert all(a.xy[1] == 1.0 and a.xycoords == ("data", "axes fraction") for a in arrows)  # to the axis top
+    assert all(a.anncoords == "data" for a in arrows)  # from the point, in data coordinates
     assert sorted(a.xyann[1] for a in arrows) == pytest.approx(sorted(r.value for r in opened))
     bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
     r = pt.rows[hit]

@@ -314,9 +314,11 @@ def _errorbars(ax: Any, xs: np.ndarray, v: np.ndarray, style: dict[str, Any], *,
     arrow = {"arrowstyle": "-|>", "color": style["color"], "lw": 0.7, "mutation_scale": 6, "shrinkA": 0, "shrinkB": 0}
     for x, y in zip(np.asarray(xs, float)[open_hi], v[open_hi, 0], strict=True):
         if horizontal:
-            ax.annotate("", xy=(1.0, x), xycoords=("axes fraction", "data"), xytext=(y, x), arrowprops=arrow)
+            ax.annotate("", xy=(1.0, x), xycoords=("axes fraction", "data"), xytext=(y, x), textcoords="data",
+                        arrowprops=arrow, annotation_clip=False)  # fmt: skip
         else:
-            ax.annotate("", xy=(x, 1.0), xycoords=("data", "axes fraction"), xytext=(x, y), arrowprops=arrow)
+            ax.annotate("", xy=(x, 1.0), xycoords=("data", "axes fraction"), xytext=(x, y), textcoords="data",
+                        arrowprops=arrow, annotation_clip=False)  # fmt: skip
     return int(open_hi.sum())
 
 
