@@ -82,3 +82,8 @@ def test_the_core_count_study_shares_the_16core_points() -> None:
     assert all(p.params.samples == 1_000_000 for p in at16)
     work = {p.params.machine.cpus: p.params.samples * (p.params.machine.cpus - 1) for p in cores}
     assert max(work.values()) / min(work.values()) < 1.2  # samples cut so every point costs about the same
+
+
+def test_one_rate_is_not_per_cpu(tmp_path: Path) -> None:
+    p = build_params(load_raw(_write(tmp_path, "workload: {rate_hz: 100}\n")))
+    assert not p.workload.rate_per_cpu and p.workload.rate_hz == (100.0,) * p.machine.cpus

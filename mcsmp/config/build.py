@@ -320,7 +320,6 @@ def build_params(raw: RawParams) -> Params:
         rates = tuple(b.number(f"workload.rate_hz[{i}]") for i in range(machine.cpus))
     else:
         rates = (b.number("workload.rate_hz"),) * machine.cpus
-        per_cpu = False
     if sum(rates) <= 0:
         b.fail("workload.rate_hz", "at least one CPU must issue calls (rate > 0)")
     workload = Workload(
