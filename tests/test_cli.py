@@ -68,7 +68,7 @@ def test_run_json(small: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert data["fanouts_per_s"] > 0 and data["overrides"] == {"cache.placement": "percpu"}
     rows = data["metrics"]
     assert rows and all(
-        set(r) == {"metric", "policy", "cpu", "statistic", "value", "ci_low", "ci_high", "n"} for r in rows
+        set(r) == {"metric", "policy", "cpu", "statistic", "value", "ci_low", "ci_high", "n", "beyond_data"} for r in rows
     )
     metrics = {r["metric"] for r in rows}
     assert {"call_ns", "remote_wait_ns", "info_cost_ns", "preempt_off_ns", "hotplug_block_ns", "wakeup_ns",
