@@ -5,6 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PARAMS ?= params/16core.yaml
+CORES  ?= params/16core-cores.yaml
 
 .PHONY: test test-all sweep run bench reproduce lint clean
 
@@ -20,8 +21,9 @@ test: $(STAMP)  ## the test suite (statistical tests use fixed seeds)
 test-all: $(STAMP)  ## including the slow statistical runs
 	$(BIN)/python -m pytest -m ''
 
-sweep: $(STAMP)  ## the main job: the 16-core study, written to results/16core/
+sweep: $(STAMP)  ## the main job: the 16-core study (results/16core/) and the same box at 16-1024 CPUs (results/16core-cores/)
 	$(BIN)/mcsmp sweep $(PARAMS)
+	$(BIN)/mcsmp sweep $(CORES)
 
 run: $(STAMP)  ## one point of the 16-core study, printed as a table
 	$(BIN)/mcsmp run $(PARAMS)

@@ -72,7 +72,7 @@ def test_run_json(small: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert data["params_hash"] == mcsmp.load(small, ["seed=5"]).params_hash
     rows = data["metrics"]
     assert rows and all(
-        set(r) == {"metric", "policy", "cpu", "statistic", "unit", "n_samples"}
+        set(r) == {"metric", "policy", "cpu", "statistic", "unit", "n_samples", "beyond_data"}
         | ({"value_ns", "ci95_low_ns", "ci95_high_ns"} if r["unit"] == "ns" else {"value", "ci95_low", "ci95_high"})
         for r in rows
     )

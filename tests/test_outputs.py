@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import csv
 import io
 import json
@@ -393,7 +395,7 @@ def test_quantiles_vs_cpus_when_cpus_are_swept(tmp_path: Path) -> None:
 def _figures(swept: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, object]:
     """Every figure of the sweep as a matplotlib Figure (drawn here, captured instead of saved)."""
     from mcsmp.io.tables import PointRows
-    from mcsmp.plots import figure, plot_point, render_plots, study
+    from mcsmp.plots import figure, plot_point, render_plots
 
     captured: dict[str, object] = {}
 
@@ -401,7 +403,6 @@ def _figures(swept: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> di
         captured[stem + png_suffix] = fig
         return []
 
-    monkeypatch.setattr(study, "save", keep)
     monkeypatch.setattr(figure, "save", keep)
     monkeypatch.setattr(figure, "atomic_open", lambda *a, **k: open(tmp_path / "pages.pdf", "wb"))  # noqa: SIM115
     meta = json.loads((swept / "meta.json").read_text())
@@ -470,13 +471,125 @@ def test_figures_show_the_reported_values(swept: Path, monkeypatch: pytest.Monke
     panels = [ax for ax in fig.axes if ax.lines]
     assert len(panels) == N_POINTS
     for ax, pt in zip(panels, points, strict=True):
-        assert list(ax.get_xticks()) == [0, 1, 2, 3]  # CPUs 0..3
-        # per policy and quantile, one marker per CPU at the window_max_ns value (x dodged)
-        ys = sorted(float(y) for line in ax.lines[: len(policies) * 2] for y in line.get_ydata())
-        want = sorted(r.value for r in pt.rows if r.metric == "window_max_ns" and r.statistic in ("p50", "p99"))
-        assert np.allclose(ys, want)
+        assert list(ax.get_xticks()) == [0, 1, 2, 3]  # CPUs 0..3 (a reference: one tick per CPU)
+        # per policy and quantile, one marker per CPU at the window_max_ns value (x dodged), with
+        # its 95% interval bar from the row's low to its high
+        bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+        assert len(bars) == len(policies) * 2
+        want = sorted((r.value, r.low, r.high if math.isfinite(r.high) else r.value)  # open: capped, plus an arrow
+                      for r in pt.rows if r.metric == "window_max_ns" and r.statistic in ("p50", "p99"))  # fmt: skip
+        assert np.allclose(sorted(_bar_triples(bars)), want)
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == legend[: len(labels)] and "reference p99" in legend and "model p99" in legend
+    assert "bars: 95% interval" in legend
+
+
+def _bar_triples(bars: list) -> list[tuple[float, float, float]]:  # type: ignore[type-arg]
+    """(value, low, high) of every point of vertical error bars (value = high without an upper bar)."""
+    out = []
+    for bar in bars:
+        ys = np.asarray(bar.lines[0].get_ydata(), float)
+        segs = bar.lines[2][0].get_segments()
+        assert len(segs) == len(ys)
+        out += [(float(y), float(seg[0][1]), float(seg[1][1])) for y, seg in zip(ys, segs, strict=True)]
+    return out
+
+
+def _capture(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, object]:
+    from mcsmp.plots import figure
+
+    captured: dict[str, object] = {}
+
+    def keep(fig, folder, stem, pdf_pages=None, png_suffix="", **kw):  # type: ignore[no-untyped-def]
+        captured[stem + png_suffix] = fig
+        return []
+
+    monkeypatch.setattr(figure, "save", keep)
+    monkeypatch.setattr(figure, "atomic_open", lambda *a, **k: open(tmp_path / "pages.pdf", "wb"))  # noqa: SIM115
+    return captured
+
+
+def test_open_intervals_are_arrows_named_in_the_legend(swept: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:  # fmt: skip
+    from matplotlib.container import ErrorbarContainer
+
+    from mcsmp.plots import render_plots
+    from mcsmp.plots.study import OPEN_LABEL
+
+    points = _figures(swept, monkeypatch, tmp_path)["points"]
+    pt = points[0]
+    hit = next(i for i, r in enumerate(pt.rows) if r.metric == "window_max_ns" and r.cpu == "1" and r.statistic == "p99"
+               and r.policy == "preempt_off")  # fmt: skip
+    pt.rows[hit] = dataclasses.replace(pt.rows[hit], high=math.inf)
+    figs = _capture(monkeypatch, tmp_path)
+    render_plots(tmp_path, points, ["cache.placement", "policy.reentry"], processes=1)
+    fig = figs["window_max_per_cpu"]
+    ax = fig.axes[0]
+    arrows = [t for t in ax.texts if getattr(t, "arrow_patch", None) is not None]
+    opened = [r for r in pt.rows if r.metric == "window_max_ns" and r.statistic in ("p50", "p99") and math.isinf(r.high)]
+    assert len(arrows) == len(opened) >= 1
+    assert all(a.xy[1] == 1.0 and a.xycoords == ("data", "axes fraction") for a in arrows)  # to the axis top
+    assert all(a.anncoords == "data" for a in arrows)  # from the point, in data coordinates
+    assert sorted(a.xyann[1] for a in arrows) == pytest.approx(sorted(r.value for r in opened))
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    r = pt.rows[hit]
+    assert any(np.allclose(t, (r.value, r.low, r.value)) for t in _bar_triples(bars))  # the bar is capped at the value
+    assert OPEN_LABEL in [t.get_text() for t in fig.legends[0].get_texts()]
+    assert OPEN_LABEL not in [t.get_text() for t in figs["ccdf_preempt_off_ns"].legends[0].get_texts()]
+
+
+def test_a_108_point_sweep_is_paged_over_core_counts(swept: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from mcsmp.plots import render_plots
+    from mcsmp.plots.figure import RC
+
+    real = _figures(swept, monkeypatch, tmp_path)["points"]
+    points = []
+    for i in range(108):  # 36 settings x 3 CPU counts, drawn from the four simulated points
+        base, cpus = real[i % 4], (4, 8, 16)[i % 3]
+        params = dataclasses.replace(base.params, machine=dataclasses.replace(base.params.machine, cpus=cpus))
+        over = {"cache.line_serialize_ns": i // 3, "machine.cpus": cpus}
+        points.append(dataclasses.replace(base, index=i, overrides=over, params=params))
+    figs = _capture(monkeypatch, tmp_path)
+    render_plots(tmp_path, points, ["cache.line_serialize_ns", "machine.cpus"], processes=1)
+    pages = {stem: sorted(k for k in figs if k.rsplit("-", 1)[0] == stem)
+             for stem in ("ccdf_preempt_off_ns", "ccdf_wakeup_ns", "window_max_per_cpu", "quantiles_vs_cpus", "placement_cost")}  # fmt: skip
+    assert {k: len(v) for k, v in pages.items()} == {"ccdf_preempt_off_ns": 3, "ccdf_wakeup_ns": 3, "window_max_per_cpu": 7,
+                                                    "quantiles_vs_cpus": 6, "placement_cost": 6}  # fmt: skip
+    assert set(figs) == {k for v in pages.values() for k in v}
+    for name, fig in figs.items():
+        w, h = fig.get_size_inches() * RC["savefig.dpi"]
+        assert w <= 3200 and h <= 3200, (name, w, h)
+    for stem in ("quantiles_vs_cpus-1", "placement_cost-1"):  # x over core counts, log2, one tick per count
+        fig = figs[stem]
+        assert len(fig.axes) == 6 * (3 if stem.startswith("quantiles") else 2)
+        for ax in fig.axes:
+            assert ax.get_xscale() == "log" and list(ax.get_xticks()) == [4, 8, 16]
+        assert [t.get_text() for t in fig.axes[-1].get_xticklabels()] == ["4", "8", "16"]  # the bottom row's
+        assert fig.axes[-1].get_xlabel() == "CPUs (machine.cpus)"
+        titles = [ax.get_title(loc="left") for ax in fig.axes]
+        assert any("line_serialize_ns=0" in t for t in titles) and any("line_serialize_ns=5" in t for t in titles)
+    # quantiles over core counts: per policy one bar per CPU count, at the rows' values
+    ax = figs["quantiles_vs_cpus-1"].axes[0]
+    from matplotlib.container import ErrorbarContainer
+
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 3 and all(list(b.lines[0].get_xdata()) == [4, 8, 16] for b in bars)
+    want = [next(r.value for r in points[j].rows if r.metric == "preempt_off_ns" and r.policy == "preempt_off"
+                 and r.statistic == "p50" and r.cpu == "all") for j in range(3)]  # fmt: skip
+    assert np.allclose(bars[0].lines[0].get_ydata(), want)
+
+
+def test_window_max_groups_cpus_without_a_reference(swept: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from mcsmp.plots.study import cpu_groups
+
+    pt = _figures(swept, monkeypatch, tmp_path)["points"][0]
+    assert [label for label, _ in cpu_groups(pt)] == ["0", "1", "2", "3"]  # a reference is per CPU
+    bare = dataclasses.replace(pt, params=dataclasses.replace(
+        pt.params, report=dataclasses.replace(pt.params.report, reference=None)))
+    assert cpu_groups(bare) == [("0-3", ["0", "1", "2", "3"])]  # identical rows: one tick
+    bare.rows = [dataclasses.replace(r, value=r.value * 2) if r.metric == "window_max_ns" and r.cpu in "12" else r
+                 for r in bare.rows]  # fmt: skip
+    assert cpu_groups(bare) == [("0,3", ["0", "3"]), ("1-2", ["1", "2"])]
 
 
 def test_hlog_files_read_back_with_hdrhistogram_and_merge(swept: Path) -> None:

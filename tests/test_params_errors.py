@@ -56,6 +56,18 @@ CASES: dict[str, tuple[str, tuple[int, int], str | None, tuple[str, ...]]] = {
         "machine: {cpus: 4, cpus_per_llc: 4}\nworkload:\n  rate_hz: [1, 2, 3]\n", (3, 3), "workload.rate_hz",
         ("machine.cpus = 4", "got 3"),
     ),
+    "per_cpu_pattern_key": (
+        "machine: {cpus: 4, cpus_per_llc: 4}\nworkload:\n  rate_hz: {repeats: [1, 2]}\n", (3, 3), "workload.rate_hz",
+        ("{repeat: [...]}", "repeats"),
+    ),
+    "per_cpu_pattern_value": (
+        "machine: {cpus: 4, cpus_per_llc: 4}\nbackground:\n  - {name: b, length: 10, rate_hz: {repeat: [1, -2]}}\n",
+        (3, 49), "background[0].rate_hz.repeat[1]", ("must be in [0, inf]", "-2"),
+    ),
+    "reference_cpus_mismatch_in_file": (
+        "machine: {cpus: 4, cpus_per_llc: 4}\nreport:\n  reference:\n    window_max_ns: {0.5: [1, 2]}\n", (4, 21),
+        "report.reference.window_max_ns.0.5", ("machine.cpus = 4", "got 2"),
+    ),
     "unknown_policy": (
         "policies: [preempt_off, preemptible_wiat]\n", (1, 25), "policies[1]",
         ("must be one of", "'preemptible_wiat'", "did you mean 'preemptible_wait'"),

@@ -280,9 +280,14 @@ def build_params(raw: RawParams) -> Params:
     if len(set(policies)) != len(policies):
         b.fail("policies", "each policy may be listed once")
 
+    cpus, sockets = b.integer("machine.cpus", lo=1, hi=65536), b.integer("machine.sockets", lo=1)
+    if b.get("machine.cpus_per_llc") is None:  # null: one LLC per socket
+        if cpus % sockets:
+            b.fail("machine.sockets", f"{cpus} CPUs do not split evenly into {sockets} sockets")
+        data["machine"] = {**data["machine"], "cpus_per_llc": cpus // sockets}
     machine = Machine(
-        cpus=b.integer("machine.cpus", lo=1, hi=65536),
-        sockets=b.integer("machine.sockets", lo=1),
+        cpus=cpus,
+        sockets=sockets,
         cpus_per_llc=b.integer("machine.cpus_per_llc", lo=1),
         smt=b.integer("machine.smt", lo=1),
     )
@@ -309,15 +314,12 @@ def build_params(raw: RawParams) -> Params:
                f"{caller.preemptible + caller.spinlock + caller.preempt_disabled:g}")
     mm = b.get("workload.mm_cpus")
     mm_cpus = None if mm is None else b.integer("workload.mm_cpus", lo=0, hi=machine.cpus - 1)
-    rate = b.get("workload.rate_hz")
-    if isinstance(rate, list):
-        if len(rate) != machine.cpus:
-            b.fail("workload.rate_hz", f"a per-CPU list needs machine.cpus = {machine.cpus} entries, got {len(rate)}")
-        rates = tuple(b.number(f"workload.rate_hz[{i}]") for i in range(len(rate)))
-        per_cpu = True
+    per_cpu = _per_cpu_list(b, "workload.rate_hz", machine.cpus)
+    if per_cpu is not None:
+        data["workload"] = {**data["workload"], "rate_hz": per_cpu}
+        rates = tuple(b.number(f"workload.rate_hz[{i}]") for i in range(machine.cpus))
     else:
         rates = (b.number("workload.rate_hz"),) * machine.cpus
-        per_cpu = False
     if sum(rates) <= 0:
         b.fail("workload.rate_hz", "at least one CPU must issue calls (rate > 0)")
     workload = Workload(
@@ -326,7 +328,7 @@ def build_params(raw: RawParams) -> Params:
         target_prob=b.number("workload.target_prob", hi=1.0),
         run_local=b.boolean("workload.run_local"),
         rate_hz=rates,
-        rate_per_cpu=per_cpu,
+        rate_per_cpu=per_cpu is not None,
         caller=caller,
     )
     costs = Costs(
@@ -379,7 +381,8 @@ def build_params(raw: RawParams) -> Params:
         bg = []
     if not isinstance(bg, list):
         b.fail("background", "expected a list of {name, rate_hz, length}")
-    backgrounds = []
+    backgrounds, bg = [], list(bg)
+    data["background"] = bg  # a copy: per-CPU patterns are expanded in it
     for i, item in enumerate(bg):
         p = f"background[{i}]"
         if not isinstance(item, dict):
@@ -391,9 +394,9 @@ def build_params(raw: RawParams) -> Params:
         for key in ("name", "rate_hz", "length"):
             if key not in item:
                 b.fail(p, f"missing key {key!r}")
-        if isinstance(item["rate_hz"], list):  # per CPU, like workload.rate_hz
-            if len(item["rate_hz"]) != machine.cpus:
-                b.fail(f"{p}.rate_hz", f"a per-CPU list needs machine.cpus = {machine.cpus} entries, got {len(item['rate_hz'])}")
+        listed = _per_cpu_list(b, f"{p}.rate_hz", machine.cpus)
+        if listed is not None:  # per CPU, like workload.rate_hz
+            bg[i] = {**item, "rate_hz": listed}
             per = tuple(b.number(f"{p}.rate_hz[{j}]") for j in range(machine.cpus))
             backgrounds.append(Background(str(item["name"]), max(per), b.dist(f"{p}.length"), per))
         else:
@@ -408,7 +411,7 @@ def build_params(raw: RawParams) -> Params:
         duration_h=b.number("report.duration_h", lo=0.0, lo_open=True),
         exceed_bins_ns=b.number_list("report.exceed_bins_ns", increasing=True),
         precision_bits=b.integer("report.precision_bits", lo=1, hi=12),
-        reference=_reference(b, machine),
+        reference=_reference(b, machine, data),
     )
     if len(report.exceed_bins_ns) < 2:
         b.fail("report.exceed_bins_ns", "needs at least two edges (one bin)")
@@ -427,17 +430,53 @@ def _reentry(b: _Builder) -> str:
     return b.choice("policy.reentry", ("bound", "off"))
 
 
-def _reference(b: _Builder, machine: Machine) -> Reference | None:
+def _per_cpu_list(b: _Builder, path: str, cpus: int) -> list[Any] | None:
+    """A per-CPU value as ``cpus`` entries: a list of exactly ``cpus`` entries, or ``{repeat: [..]}``
+    (CPU c takes entry c mod len); ``None`` for a single number."""
+    v = b.get(path)
+    if isinstance(v, dict):
+        if set(v) != {"repeat"}:
+            b.fail(path, f"a per-CPU pattern is written {{repeat: [...]}}, got keys {', '.join(map(str, v))}")
+        pattern = v["repeat"]
+        if not isinstance(pattern, list) or not pattern:
+            b.fail(f"{path}.repeat", f"expected a non-empty list of numbers, got {pattern!r}")
+        for i in range(len(pattern)):
+            b.number(f"{path}.repeat[{i}]")
+        return [pattern[c % len(pattern)] for c in range(cpus)]
+    if not isinstance(v, list):
+        return None
+    if len(v) != cpus:
+        b.fail(path, f"a per-CPU list needs machine.cpus = {cpus} entries, got {len(v)} "
+               "(write {repeat: [...]} for a pattern that repeats over any CPU count)")  # fmt: skip
+    return v
+
+
+def _reference(b: _Builder, machine: Machine, data: dict[str, Any]) -> Reference | None:
+    """``report.reference``, or ``None`` at a swept CPU count other than the one it was measured on."""
     ref = b.get("report.reference")
     if ref is None:
         return None
     if not isinstance(ref, dict):
         b.fail("report.reference", "expected a mapping with window_max_ns and/or exceed_count")
     for key in ref:
-        if key not in ("window_max_ns", "exceed_count"):
-            b.fail(f"report.reference.{key}", "unknown key; known keys: window_max_ns, exceed_count")
+        if key not in ("cpus", "window_max_ns", "exceed_count"):
+            b.fail(f"report.reference.{key}", "unknown key; known keys: cpus, window_max_ns, exceed_count")
+    wm_items = (ref.get("window_max_ns") or {}).items()
+    lengths = {len(v) for _, v in wm_items if isinstance(v, list)}
+    swept = any(k in ("machine", "machine.cpus") for k in b.raw.overrides)  # set by a sweep or --set
+    if "cpus" in ref:
+        measured = b.integer("report.reference.cpus", lo=1)
+    elif swept:  # the length of its per-CPU lists
+        if len(lengths) != 1:
+            b.fail("report.reference", "machine.cpus is swept: give report.reference.cpus, the CPU count it was measured on")
+        measured = lengths.pop()
+    else:
+        measured = machine.cpus
+    if measured != machine.cpus:  # measured values apply only to the CPU count they were measured on
+        data["report"] = {**data["report"], "reference": None}
+        return None
     wm: list[tuple[float, tuple[float, ...]]] = []
-    for q, values in (ref.get("window_max_ns") or {}).items():
+    for q, values in wm_items:
         path = f"report.reference.window_max_ns.{q}"
         if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q < 1:
             b.fail(path, f"the key is a quantile in (0, 1), got {q!r}")

@@ -36,6 +36,22 @@ __all__ = [
 ]
 
 
+def cpu_ranges(cpus: Sequence[int], limit: int = 0) -> str:
+    """``[1, 2, 4, 5, 6, 7, 9]`` -> ``1-2,4-7,9``; past ``limit`` characters (0: no limit) cut
+    at a comma and followed by ``… (N CPUs)``."""
+    cpus = sorted(cpus)
+    runs: list[list[int]] = []
+    for c in cpus:
+        if runs and c == runs[-1][1] + 1:
+            runs[-1][1] = c
+        else:
+            runs.append([c, c])
+    text = ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
+    if limit and len(text) > limit:
+        text = text[: text.rfind(",", 0, limit)] + f",… ({len(cpus)} CPUs)"
+    return text
+
+
 def format_ns(v: float) -> str:
     """A time in ns with a readable unit (``1.23 ms``)."""
     if not math.isfinite(v):
@@ -45,17 +61,6 @@ def format_ns(v: float) -> str:
         if a >= scale:
             return f"{v / scale:.3g} {unit}"
     return f"{v:.3g} ns"
-
-
-def cpu_ranges(cpus: Sequence[int]) -> str:
-    """``[0, 1, 2, 5, 7, 8]`` → ``0-2,5,7-8`` (the kernel's cpulist format)."""
-    runs: list[list[int]] = []
-    for c in sorted(int(c) for c in cpus):
-        if runs and c == runs[-1][1] + 1:
-            runs[-1][1] = c
-        else:
-            runs.append([c, c])
-    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def text_table(header: Sequence[str], body: Sequence[Sequence[str]], title: str | None = None) -> str:
@@ -82,6 +87,13 @@ class PointRows:
 
 def csv_cell(v: Any) -> str:
     """One CSV cell: floats in shortest round-trip form, so files are exact and reproducible."""
+    t = type(v)  # fast paths for the common exact types (the same text as the general rules below)
+    if t is float:
+        return repr(v) if math.isfinite(v) else ("inf" if v > 0 else "-inf" if v < 0 else "nan")
+    if t is str:
+        return v
+    if t is int:
+        return str(v)
     if isinstance(v, np.generic):  # NumPy scalars as the Python values they hold
         v = v.item()
     if v is None:

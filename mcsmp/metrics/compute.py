@@ -13,6 +13,7 @@ intervals are delta-method intervals on those sample means (docs/model.md §5).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,11 +25,12 @@ from ..dists import Dist
 from ..errors import OverloadError
 from ..sim.engine import PointResult
 from ..sim.histogram import Z95, Histogram
-from .registry import quantile_label
+from .registry import METRICS, quantile_label
 
 __all__ = ["MetricRow", "compute_metrics", "wakeup_cdf", "wilson_band"]
 
 NS_PER_S = 1e9
+_SAMPLED = {m.name for m in METRICS.values() if m.kind == "sampled"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,20 @@ class MetricRow:
     low: float
     high: float
     n: int  # sampled values behind it (0 for purely analytic values)
+
+    @property
+    def beyond_data(self) -> bool:
+        """A quantile that sits beyond the data: its 95% interval's upper order statistic
+        (``ceil(nq + z sqrt(nq(1-q))) + 1``) exceeds the sample count ``n`` of a sampled metric,
+        or (derived metrics) its upper bound is open (``inf``). Its ``high`` is then no bound."""
+        if not (self.statistic[:1] == "p" and self.statistic[1:2].isdigit()):
+            return False
+        if not math.isfinite(self.high):
+            return True
+        if self.metric not in _SAMPLED or self.n <= 0:
+            return False
+        q = float(self.statistic[1:]) / 100
+        return math.ceil(self.n * q + Z95 * math.sqrt(self.n * q * (1 - q))) + 1 > self.n
 
 
 def wilson_band(p: np.ndarray, n: int, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
@@ -285,10 +301,9 @@ def compute_metrics(result: PointResult) -> list[MetricRow]:
                     return np.exp(-window_s * (rate * surv + bgs))
 
                 curve = _Curve(edges, window(s), window(s_hi), window(s_lo))
+                wq = [(quantile_label(q), *curve.quantile(q)) for q in qs]  # the same for every CPU of the subgroup
                 for cpu in cpus:
-                    for q in qs:
-                        v, lo, hi = curve.quantile(q)
-                        rows.append(MetricRow("window_max_ns", policy, cpu, quantile_label(q), v, lo, hi, hp.n))
+                    rows += [MetricRow("window_max_ns", policy, cpu, label, v, lo, hi, hp.n) for label, v, lo, hi in wq]
 
                 # exceed_count: expected sections per bin over the report duration
                 for j, (b0, b1) in enumerate(zip(bins[:-1], bins[1:], strict=True)):
@@ -302,8 +317,9 @@ def compute_metrics(result: PointResult) -> list[MetricRow]:
 
                 wake = _wakeup_curve(params, edges, rho, fe, bg_rho, bg_res, wake_half,
                                      _influence_se(hp, edges, np.full_like(edges, rate / NS_PER_S)) if hp.n else 0.0)
+                first = _rows_from_curve("wakeup_ns", policy, cpus[0], wake, qs, hp.n)
                 for cpu in cpus:
-                    rows += _rows_from_curve("wakeup_ns", policy, cpu, wake, qs, hp.n)
+                    rows += [dataclasses.replace(r, cpu=cpu) for r in first] if cpu != cpus[0] else first
 
                 # rendezvous_ns: product over CPUs of the per-CPU residual CDF of H and background
                 idle_h = 1.0 - rho_h - sum(bg_rho)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import OverloadError
-from ..io.tables import PointRows
+from ..io.tables import PointRows, cpu_ranges
 from ..metrics import wakeup_cdf
 from ..sim.engine import PointResult
 from ..sim.histogram import Histogram
@@ -41,7 +41,7 @@ def plot_point(rows: PointRows, result: PointResult) -> PlotPoint:
     params, model = result.params, result.model
     busiest = int(np.argmax(model.group_rates))
     cpus = np.nonzero(model.group_of == busiest)[0]
-    pt.wakeup_cpus = "all" if model.n_groups == 1 else ",".join(str(c) for c in cpus)
+    pt.wakeup_cpus = "all" if model.n_groups == 1 else cpu_ranges([int(c) for c in cpus], 30)
     for pol in params.policies:
         pooled = result.histogram("preempt_off_ns", pol)
         if pooled.n:

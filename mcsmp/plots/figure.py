@@ -17,6 +17,8 @@ from ..io.atomic import atomic_open
 
 __all__ = [
     "PANELS_PER_PAGE",
+    "ROWS_PER_PAGE",
+    "WINDOW_PANELS_PER_PAGE",
     "PLACEMENT_STYLE",
     "POLICY_STYLE",
     "RC",
@@ -28,7 +30,10 @@ __all__ = [
     "style_of",
 ]
 
-PANELS_PER_PAGE = 36
+# Page bounds: every page of every figure stays readable (at most ~3000 px a side at savefig.dpi).
+PANELS_PER_PAGE = 36  # panels (points) per page of the CCDFs and rows of quantiles_by_point
+WINDOW_PANELS_PER_PAGE = 16  # per-CPU window-maximum panels per page (4 x 4)
+ROWS_PER_PAGE = 6  # rows of panels (one per group of points) of quantiles_vs_cpus and placement_cost
 
 POLICY_STYLE: dict[str, dict[str, Any]] = {
     "preempt_off": {"color": "#000000", "linestyle": "-", "marker": "o", "label": "preempt_off (mainline)"},
@@ -132,11 +137,12 @@ def save(
     return out
 
 
-def paged(folder: Path, stem: str, points: Sequence[Any], make: Any) -> list[Path]:
-    """Pages of :data:`PANELS_PER_PAGE` points; ``make(page)`` returns a figure (numbered PNGs, one PDF)."""
+def paged(folder: Path, stem: str, points: Sequence[Any], make: Any, per_page: int = PANELS_PER_PAGE) -> list[Path]:
+    """Pages of ``per_page`` items (points or groups); ``make(page)`` returns a figure: one PNG,
+    or numbered PNGs ``stem-1.png``, ``stem-2.png``, … and one multi-page PDF."""
     from matplotlib.backends.backend_pdf import PdfPages
 
-    pages = [points[i : i + PANELS_PER_PAGE] for i in range(0, len(points), PANELS_PER_PAGE)]
+    pages = [points[i : i + per_page] for i in range(0, len(points), per_page)]
     out: list[Path] = []
     pdf_path = folder / f"{stem}.pdf"
     with atomic_open(pdf_path, "wb") as f, PdfPages(f, metadata={"CreationDate": None, "Creator": "mcsmp"}) as pdf:

@@ -7,11 +7,16 @@
   quantiles of ``preempt_off_ns`` per policy with their 95% intervals.
 - ``placement_cost``: ``info_cost_ns`` (mean and p99) per ``cache.placement`` versus CPU count
   (or per placement when the CPU count is not swept).
-- ``window_max_per_cpu``: the per-CPU table of window-maximum quantiles (p50 and p99) per policy,
-  beside the values of ``report.reference`` when the parameter file gives them.
+- ``window_max_per_cpu``: the per-CPU table of window-maximum quantiles (p50 and p99) per policy
+  with their 95% intervals, beside the values of ``report.reference`` when the point has them;
+  without a reference, CPUs with identical rows share one tick (``0,3,8,…``).
 
-Sweeps with more than :data:`~.figure.PANELS_PER_PAGE` points get several pages (PDF) or
-numbered PNGs.
+Every figure is paginated so that each page stays readable: at most
+:data:`~.figure.PANELS_PER_PAGE` CCDF panels or ``quantiles_by_point`` rows,
+:data:`~.figure.WINDOW_PANELS_PER_PAGE` window-maximum panels and :data:`~.figure.ROWS_PER_PAGE`
+rows of ``quantiles_vs_cpus`` / ``placement_cost`` panels per page; several pages give numbered
+PNGs (``stem-1.png`` …) and one multi-page PDF. Every model point carries its 95% interval bar; an
+interval open above (``inf``) is an arrow to the axis end, named in the legend.
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ from typing import Any
 import numpy as np
 
 from .._util import usable_cpus
+from ..io.tables import cpu_ranges
 from ..metrics import quantile_label
 from .data import PlotPoint
-from .figure import PLACEMENT_STYLE, RC, ns_axis, paged, save, style_of
+from .figure import PLACEMENT_STYLE, RC, ROWS_PER_PAGE, WINDOW_PANELS_PER_PAGE, ns_axis, paged, style_of
 
 __all__ = ["point_title", "render_plots"]
 
@@ -291,15 +297,45 @@ def _groups(points: Sequence[PlotPoint], keys: Sequence[str], width: int = 40) -
     return out
 
 
-def _errorbars(ax: Any, xs: np.ndarray, v: np.ndarray, style: dict[str, Any], *, horizontal: bool = False, line: bool = True) -> None:
-    """Points ``v[:, 0]`` with their intervals ``v[:, 1]..v[:, 2]``."""
-    err = np.vstack((np.clip(v[:, 0] - v[:, 1], 0, None), np.clip(v[:, 2] - v[:, 0], 0, None)))
-    kw = {"color": style["color"], "marker": style["marker"], "markerfacecolor": "white", "capsize": 2,
+def _errorbars(ax: Any, xs: np.ndarray, v: np.ndarray, style: dict[str, Any], *, horizontal: bool = False,
+               line: bool = True, markersize: float | None = None, filled: bool = False) -> int:  # fmt: skip
+    """Points ``v[:, 0]`` with their 95% intervals ``v[:, 1]..v[:, 2]``; an interval open above
+    (``inf``) is drawn as an arrow from the point to the axis end. Returns the number of arrows."""
+    v = np.asarray(v, float)
+    open_hi = ~np.isfinite(v[:, 2])
+    hi = np.where(open_hi, v[:, 0], v[:, 2])
+    err = np.vstack((np.clip(v[:, 0] - v[:, 1], 0, None), np.clip(hi - v[:, 0], 0, None)))
+    kw = {"color": style["color"], "marker": style["marker"], "markerfacecolor": style["color"] if filled else "white", "capsize": 2,
           "elinewidth": 0.7, "linestyle": style["linestyle"] if line else "none"}  # fmt: skip
+    if markersize is not None:
+        kw["markersize"] = markersize
     if horizontal:
         ax.errorbar(v[:, 0], xs, xerr=err, **kw)
     else:
         ax.errorbar(xs, v[:, 0], yerr=err, **kw)
+    arrow = {"arrowstyle": "-|>", "color": style["color"], "lw": 0.7, "mutation_scale": 6, "shrinkA": 0, "shrinkB": 0}
+    for x, y in zip(np.asarray(xs, float)[open_hi], v[open_hi, 0], strict=True):
+        if horizontal:
+            ax.annotate("", xy=(1.0, x), xycoords=("axes fraction", "data"), xytext=(y, x), textcoords="data",
+                        arrowprops=arrow, annotation_clip=False)  # fmt: skip
+        else:
+            ax.annotate("", xy=(x, 1.0), xycoords=("data", "axes fraction"), xytext=(x, y), textcoords="data",
+                        arrowprops=arrow, annotation_clip=False)  # fmt: skip
+    return int(open_hi.sum())
+
+
+OPEN_LABEL = "95% interval open above (inf): arrow to the axis end"
+
+
+def _open_handle() -> Any:
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], color="#555555", marker=r"$\rightarrow$", markersize=7, linestyle="none", label=OPEN_LABEL)
+
+
+def _any_open(points: Sequence[PlotPoint], metric: str, stats: Sequence[str], cpu: str | None = "all") -> bool:
+    return any(r.metric == metric and r.statistic in stats and (cpu is None or r.cpu == cpu) and math.isfinite(r.value)
+               and not math.isfinite(r.high) for pt in points for r in pt.rows)  # fmt: skip
 
 
 def _cpu_ticks(ax: Any, cpus: Sequence[int]) -> tuple[float, float]:
@@ -317,58 +353,69 @@ def _quantiles_vs_cpus(folder: Path, points: Sequence[PlotPoint], swept: Sequenc
     qs = _pick_quantiles(points[0].params.report.quantiles)
     policies = _all_policies(points)
     lines = max(t.count("\n") + 2 for t, _ in groups) if others else 1
-    g = _Grid(len(groups) * len(qs), len(qs), panel=(2.3, 1.7), title_lines=lines, sharex=True,
-              legend=[style_of(p)["label"] for p in policies])  # fmt: skip
     cpus_all = sorted({pt.params.machine.cpus for pt in points})
-    for r, (title, members) in enumerate(groups):
-        members = sorted(members, key=lambda p: p.params.machine.cpus)
-        for c, q in enumerate(qs):
-            ax = g.axes[r * len(qs) + c]
-            for pol in policies:
-                got = [(p.params.machine.cpus, _rows(p, "preempt_off_ns", pol, quantile_label(q))) for p in members]
-                got = [(x, v) for x, v in got if v is not None and math.isfinite(v[0])]
-                if got:
-                    _errorbars(ax, np.array([x for x, _ in got], float), np.array([v for _, v in got], float), style_of(pol))
-            _cpu_ticks(ax, cpus_all)
-            head = f"{quantile_label(q)} of preempt-off length"
-            ax.set_title(f"{head}\n{title}" if title else head, loc="left")
-    g.finish(ylog=True, yns=True, xlim=_cpu_ticks(g.axes[0], cpus_all), xlabel="CPUs (machine.cpus)")
-    g.legend(_policy_handles(policies))
-    return save(g.fig, folder, "quantiles_vs_cpus")
+    opened = _any_open(points, "preempt_off_ns", [quantile_label(q) for q in qs])
+    labels = [style_of(p)["label"] for p in policies] + ([OPEN_LABEL] if opened else [])
+
+    def make(page: Sequence[tuple[str, list[PlotPoint]]]) -> Any:
+        g = _Grid(len(page) * len(qs), len(qs), panel=(2.3, 1.7), title_lines=lines, sharex=True, legend=labels)
+        for r, (title, members) in enumerate(page):
+            members = sorted(members, key=lambda p: p.params.machine.cpus)
+            for c, q in enumerate(qs):
+                ax = g.axes[r * len(qs) + c]
+                for pol in policies:
+                    got = [(p.params.machine.cpus, _rows(p, "preempt_off_ns", pol, quantile_label(q))) for p in members]
+                    got = [(x, v) for x, v in got if v is not None and math.isfinite(v[0])]
+                    if got:
+                        _errorbars(ax, np.array([x for x, _ in got], float), np.array([v for _, v in got], float), style_of(pol))
+                _cpu_ticks(ax, cpus_all)
+                head = f"{quantile_label(q)} of preempt-off length"
+                ax.set_title(f"{head}\n{title}" if title else head, loc="left")
+        g.finish(ylog=True, yns=True, xlim=_cpu_ticks(g.axes[0], cpus_all), xlabel="CPUs (machine.cpus)",
+                 ylabel="P (bars: 95% interval)")  # fmt: skip
+        g.legend(_policy_handles(policies) + ([_open_handle()] if opened else []))
+        return g.fig
+
+    return paged(folder, "quantiles_vs_cpus", groups, make, ROWS_PER_PAGE)
 
 
 def _quantiles_by_point(folder: Path, points: Sequence[PlotPoint], swept: Sequence[str]) -> list[Path]:
     qs = _pick_quantiles(points[0].params.report.quantiles)
     policies = _all_policies(points)
-    n = len(points)
     # rows labelled by their swept values; the keys name the axis
     keys = [k for k in swept if any(k in p.overrides for p in points)]
-    labels = [f"[{p.index}] " + " · ".join(_value(p.overrides.get(k, "")) for k in keys) for p in points]
-    left = min(6.0, 0.046 * max(len(t) for t in labels) + 0.45)
-    row_h = 0.075 * max(3, len(policies) + 1)
-    g = _Grid(len(qs), len(qs), panel=(2.6, row_h * n + 0.1), sharey=True, left=left,
-              legend=[style_of(p)["label"] for p in policies])  # fmt: skip
-    dodge = np.linspace(-0.27, 0.27, len(policies)) if len(policies) > 1 else np.zeros(1)
-    for c, q in enumerate(qs):
-        ax = g.axes[c]
-        for j, pol in enumerate(policies):
-            ys, vals = [], []
-            for i, p in enumerate(points):
-                v = _rows(p, "preempt_off_ns", pol, quantile_label(q))
-                if v is not None and math.isfinite(v[0]):
-                    ys.append(i + dodge[j])
-                    vals.append(v)
-            if vals:
-                _errorbars(ax, np.array(ys), np.array(vals, float), style_of(pol), horizontal=True, line=False)
-        ax.set_title(f"{quantile_label(q)} of preempt-off length", loc="left")
-        ax.grid(axis="y", visible=False)
-        for i in range(1, n):
-            ax.axhline(i - 0.5, color="#e0e0e0", linewidth=0.4, zorder=0)
-        ax.set_yticks(range(n), labels if c == 0 else [], fontsize=6)
-    g.finish(xlog=True, xns=True, ylim=(n - 0.5, -0.5), xlabel="preempt-off length (bars: 95% interval)",
-             ylabel="[point] " + " · ".join(_short(k) for k in keys))  # fmt: skip
-    g.legend(_policy_handles(policies))
-    return save(g.fig, folder, "quantiles_by_point")
+    opened = _any_open(points, "preempt_off_ns", [quantile_label(q) for q in qs])
+
+    def make(page: Sequence[PlotPoint]) -> Any:
+        n = len(page)
+        labels = [f"[{p.index}] " + " · ".join(_value(p.overrides.get(k, "")) for k in keys) for p in page]
+        left = min(6.0, 0.046 * max(len(t) for t in labels) + 0.45)
+        row_h = 0.075 * max(3, len(policies) + 1)
+        g = _Grid(len(qs), len(qs), panel=(2.6, row_h * n + 0.1), sharey=True, left=left,
+                  legend=[style_of(p)["label"] for p in policies] + ([OPEN_LABEL] if opened else []))  # fmt: skip
+        dodge = np.linspace(-0.27, 0.27, len(policies)) if len(policies) > 1 else np.zeros(1)
+        for c, q in enumerate(qs):
+            ax = g.axes[c]
+            for j, pol in enumerate(policies):
+                ys, vals = [], []
+                for i, p in enumerate(page):
+                    v = _rows(p, "preempt_off_ns", pol, quantile_label(q))
+                    if v is not None and math.isfinite(v[0]):
+                        ys.append(i + dodge[j])
+                        vals.append(v)
+                if vals:
+                    _errorbars(ax, np.array(ys), np.array(vals, float), style_of(pol), horizontal=True, line=False)
+            ax.set_title(f"{quantile_label(q)} of preempt-off length", loc="left")
+            ax.grid(axis="y", visible=False)
+            for i in range(1, n):
+                ax.axhline(i - 0.5, color="#e0e0e0", linewidth=0.4, zorder=0)
+            ax.set_yticks(range(n), labels if c == 0 else [], fontsize=6)
+        g.finish(xlog=True, xns=True, ylim=(n - 0.5, -0.5), xlabel="preempt-off length (bars: 95% interval)",
+                 ylabel="[point] " + " · ".join(_short(k) for k in keys))  # fmt: skip
+        g.legend(_policy_handles(policies) + ([_open_handle()] if opened else []))
+        return g.fig
+
+    return paged(folder, "quantiles_by_point", points, make)
 
 
 # --------------------------------------------------------------------------------------------
@@ -398,43 +445,63 @@ def _placement_cost(folder: Path, points: Sequence[PlotPoint], swept: Sequence[s
     placements = list(dict.fromkeys(p.params.cache.placement for p in pts))
     stats = [("mean", "mean"), ("p99", quantile_label(0.99))]
     lines = max(t.count("\n") + 2 for t, _ in groups) if others else 1
-    g = _Grid(len(groups) * len(stats), len(stats), panel=(2.3, 1.7), title_lines=lines, sharex=True, legend=placements)
-    for r, (title, members) in enumerate(groups):
-        for c, (name, stat) in enumerate(stats):
-            ax = g.axes[r * len(stats) + c]
-            for k, place in enumerate(placements):
-                mem = sorted((p for p in members if p.params.cache.placement == place), key=lambda p: p.params.machine.cpus)
-                got = [(p.params.machine.cpus, _rows(p, "info_cost_ns", "", stat)) for p in mem]
-                got = [(x, v) for x, v in got if v is not None]
-                if not got:
-                    continue
-                st = PLACEMENT_STYLE.get(place, {"color": "#444444", "linestyle": "-", "marker": "x"})
-                xs = np.array([x for x, _ in got], float) if cpus_swept else np.full(len(got), float(k))
-                _errorbars(ax, xs, np.array([v for _, v in got], float), st, line=cpus_swept)
-            if cpus_swept:
-                _cpu_ticks(ax, sorted({p.params.machine.cpus for p in pts}))
-            else:
-                ax.set_xticks(range(len(placements)), placements)
-                ax.set_xlim(-0.6, len(placements) - 0.4)
-            head = f"flush-request cost per target, {name}"
-            ax.set_title(f"{head}\n{title}" if title else head, loc="left")
-    if cpus_swept:
-        xlabel, xlim = "CPUs (machine.cpus)", _cpu_ticks(g.axes[0], sorted({p.params.machine.cpus for p in pts}))
-    else:
-        xlabel, xlim = f"cache.placement ({pts[0].params.machine.cpus} CPUs)", (-0.6, len(placements) - 0.4)
-    g.finish(ylog=True, yns=True, xlim=xlim, xlabel=xlabel)
-    g.legend([Line2D([], [], label=pl, markerfacecolor="white", **PLACEMENT_STYLE.get(pl, {})) for pl in placements])
-    return save(g.fig, folder, "placement_cost")
+    cpus = sorted({p.params.machine.cpus for p in pts})
+
+    def make(page: Sequence[tuple[str, list[PlotPoint]]]) -> Any:
+        g = _Grid(len(page) * len(stats), len(stats), panel=(2.3, 1.7), title_lines=lines, sharex=True, legend=placements)
+        for r, (title, members) in enumerate(page):
+            for c, (name, stat) in enumerate(stats):
+                ax = g.axes[r * len(stats) + c]
+                for k, place in enumerate(placements):
+                    mem = sorted((p for p in members if p.params.cache.placement == place), key=lambda p: p.params.machine.cpus)
+                    got = [(p.params.machine.cpus, _rows(p, "info_cost_ns", "", stat)) for p in mem]
+                    got = [(x, v) for x, v in got if v is not None]
+                    if not got:
+                        continue
+                    st = PLACEMENT_STYLE.get(place, {"color": "#444444", "linestyle": "-", "marker": "x"})
+                    xs = np.array([x for x, _ in got], float) if cpus_swept else np.full(len(got), float(k))
+                    _errorbars(ax, xs, np.array([v for _, v in got], float), st, line=cpus_swept)
+                if cpus_swept:
+                    _cpu_ticks(ax, cpus)
+                else:
+                    ax.set_xticks(range(len(placements)), placements)
+                    ax.set_xlim(-0.6, len(placements) - 0.4)
+                head = f"flush-request cost per target, {name}"
+                ax.set_title(f"{head}\n{title}" if title else head, loc="left")
+        if cpus_swept:
+            xlabel, xlim = "CPUs (machine.cpus)", _cpu_ticks(g.axes[0], cpus)
+        else:
+            xlabel, xlim = f"cache.placement ({cpus[0]} CPUs)", (-0.6, len(placements) - 0.4)
+        g.finish(ylog=True, yns=True, xlim=xlim, xlabel=xlabel, ylabel="info_cost_ns (bars: 95% interval)")
+        g.legend([Line2D([], [], label=pl, markerfacecolor="white", **PLACEMENT_STYLE.get(pl, {})) for pl in placements])
+        return g.fig
+
+    return paged(folder, "placement_cost", groups, make, ROWS_PER_PAGE)
 
 
 # --------------------------------------------------------------------------------------------
 # Per-CPU window maximum
 
 
-def _cpus(pt: PlotPoint) -> list[str]:
-    """The CPU labels of a point's window-maximum rows, in CPU order (``all`` alone otherwise)."""
-    cpus = dict.fromkeys(r.cpu for r in pt.rows if r.metric == "window_max_ns")
-    return sorted(cpus, key=lambda c: (not c.isdigit(), int(c) if c.isdigit() else 0, c))
+def _window_rows(pt: PlotPoint) -> dict[str, list[Any]]:
+    """A point's ``window_max_ns`` rows by CPU label, in CPU order (``all`` alone otherwise)."""
+    by: dict[str, list[Any]] = {}
+    for r in pt.rows:
+        if r.metric == "window_max_ns":
+            by.setdefault(r.cpu, []).append(r)
+    return dict(sorted(by.items(), key=lambda kv: (not kv[0].isdigit(), int(kv[0]) if kv[0].isdigit() else 0, kv[0])))
+
+
+def cpu_groups(pt: PlotPoint) -> list[tuple[str, list[str]]]:
+    """(tick label, CPUs) of the window-maximum panel: one tick per CPU when the point has a
+    reference (measured per CPU) or all CPUs differ, else one per set of CPUs with identical rows."""
+    by = _window_rows(pt)
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for cpu, rows in by.items():
+        groups.setdefault(tuple((r.policy, r.statistic, r.value, r.low, r.high) for r in rows), []).append(cpu)
+    if pt.params.report.reference is not None or len(groups) == len(by) or not all(c.isdigit() for c in by):
+        return [(c, [c]) for c in by]
+    return [(cpu_ranges([int(c) for c in m], 12).replace(",… ", ",…\n"), m) for m in groups.values()]
 
 
 def _window_max(folder: Path, points: Sequence[PlotPoint], swept: Sequence[str]) -> list[Path]:
@@ -448,6 +515,7 @@ def _window_max(folder: Path, points: Sequence[PlotPoint], swept: Sequence[str])
     any_ref = any(pt.params.report.reference is not None for pt in points)
     ref_marker = {q: ("_" if (q == shown[0] and len(shown) > 1) else "x") for q in shown}
     ref_size = {q: (8.0 if ref_marker[q] == "_" else 4.5) for q in shown}
+    opened = _any_open(points, "window_max_ns", [quantile_label(q) for q in shown], cpu=None)
 
     def handles() -> list[Any]:
         out = [Line2D([], [], linestyle="none", marker=style_of(p)["marker"], color=style_of(p)["color"],
@@ -456,6 +524,10 @@ def _window_max(folder: Path, points: Sequence[PlotPoint], swept: Sequence[str])
             filled = q == shown[-1]
             out.append(Line2D([], [], linestyle="none", marker="o", color="#555555",
                               markerfacecolor="#555555" if filled else "white", label=f"model {quantile_label(q)}"))  # fmt: skip
+        out.append(Line2D([], [], color="#555555", marker="|", markersize=6, linestyle="none",
+                          label="bars: 95% interval"))  # fmt: skip
+        if opened:
+            out.append(_open_handle())
         if any_ref:
             out += [Line2D([], [], linestyle="none", color="black", marker=ref_marker[q], markersize=ref_size[q],
                            markeredgewidth=1.3, label=f"reference {quantile_label(q)}") for q in shown]  # fmt: skip
@@ -463,33 +535,34 @@ def _window_max(folder: Path, points: Sequence[PlotPoint], swept: Sequence[str])
 
     def make(page: Sequence[PlotPoint]) -> Any:
         hs = handles()
-        cpu_sets = {tuple(_cpus(p)) for p in page}
-        same = len(cpu_sets) == 1
-        ncpu = max(len(c) for c in cpu_sets)
-        pw = max(2.0, 0.17 * ncpu + 0.3)
+        ticks = [cpu_groups(p) for p in page]
+        same = len({tuple(label for label, _ in t) for t in ticks}) == 1
+        ncpu = max(len(t) for t in ticks)
+        long = max(len(label) for t in ticks for label, _ in t) > 3
+        pw = max(2.0, (0.6 if long else 0.17) * ncpu + 0.3)
         titles, lines = _titles(page, swept, pw)
-        g = _Grid(len(page), _ncols(len(page), 4), panel=(pw, 1.7), title_lines=lines,
+        g = _Grid(len(page), _ncols(len(page), 4), panel=(pw, 1.7), title_lines=lines + (1 if long else 0),
                   sharex=same, sharey=True, legend=[h.get_label() for h in hs])  # fmt: skip
-        for ax, pt, title in zip(g.axes, page, titles, strict=True):
-            cpus = _cpus(pt)
-            pos = {cpu: i for i, cpu in enumerate(cpus)}
+        for ax, pt, title, tick in zip(g.axes, page, titles, ticks, strict=True):
+            by = _window_rows(pt)
             for pol in pt.params.policies:
                 st, jj = style_of(pol), policies.index(pol)
                 for q in shown:
-                    pairs = [(pos[r.cpu] + dodge[jj], r.value) for r in pt.rows
-                             if r.metric == "window_max_ns" and r.policy == pol and r.statistic == quantile_label(q)]  # fmt: skip
-                    filled = q == shown[-1]
-                    ax.plot([a for a, _ in pairs], [b for _, b in pairs], linestyle="none", marker=st["marker"],
-                            color=st["color"], markersize=3.0, markeredgewidth=0.8,
-                            markerfacecolor=st["color"] if filled else "white")  # fmt: skip
+                    got = [(i + dodge[jj], r) for i, (_, members) in enumerate(tick) for r in by[members[0]]
+                           if r.policy == pol and r.statistic == quantile_label(q) and math.isfinite(r.value)]  # fmt: skip
+                    if not got:
+                        continue
+                    _errorbars(ax, np.array([x for x, _ in got]), np.array([(r.value, r.low, r.high) for _, r in got]),
+                               st, line=False, markersize=3.0, filled=q == shown[-1])  # the upper quantile filled
             ref = pt.params.report.reference
             if ref is not None:
+                pos = {members[0]: i for i, (_, members) in enumerate(tick)}
                 for q, values in ref.window_max_ns:
                     if q in shown:
                         got = [(pos[str(c)] + ref_dx, v) for c, v in enumerate(values) if str(c) in pos]
                         ax.plot([a for a, _ in got], [b for _, b in got], linestyle="none", color="black", zorder=5,
                                 marker=ref_marker[q], markersize=ref_size[q], markeredgewidth=1.3)  # fmt: skip
-            ax.set_xticks(range(len(cpus)), cpus, fontsize=5.5 if len(cpus) > 12 else 7)
+            ax.set_xticks(range(len(tick)), [label for label, _ in tick], fontsize=5.5 if len(tick) > 12 or long else 7)
             ax.grid(axis="x", visible=False)
             ax.set_title(title, loc="left")
         g.finish(ylog=True, yns=True, xlim=(-0.6, ncpu - 0.4), xlabel="CPU", minor=len(page) <= 4,
@@ -497,7 +570,7 @@ def _window_max(folder: Path, points: Sequence[PlotPoint], swept: Sequence[str])
         g.legend(hs)
         return g.fig
 
-    return paged(folder, "window_max_per_cpu", points, make)
+    return paged(folder, "window_max_per_cpu", points, make, WINDOW_PANELS_PER_PAGE)
 
 
 # --------------------------------------------------------------------------------------------

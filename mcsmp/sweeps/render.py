@@ -8,6 +8,8 @@ Layout of an output folder (``results/<name>/``)::
     summary.csv            tidy: one row per (point, metric, policy, cpu, statistic), time metrics
     per_cpu.csv            per (point, policy, cpu): window maximum quantiles, exceedance counts
     mask.csv               per point: the task-local cpumask memory and GFP_ATOMIC fallbacks
+    report.txt             per point: the text report of ``mcsmp run`` (policy comparison first,
+                           CPUs with identical rows grouped, quantiles beyond the data marked *)
     hgrm/<point_id>/<metric>[.<policy>].hgrm   HdrHistogram percentile distributions (ns)
     hlog/<point_id>/<metric>[.<policy>][.cpu<list>].hlog   HdrHistogram interval logs (ns), per
                            CPU group for P and H: merge them with measured histograms
@@ -32,6 +34,7 @@ from ..io.atomic import fsync_dir, write_atomic
 from ..io.hgrm import write_hgrm, write_hlog
 from ..io.histfile import hist_path, load_hist
 from ..io.meta import load_meta
+from ..io.report import text_report
 from ..io.tables import PointRows, cpu_ranges, csv_text, mask_table, per_cpu_table, summary_header, summary_rows
 from ..metrics import METRICS, compute_metrics
 from ..plots import PlotPoint, plot_point, render_plots
@@ -104,7 +107,10 @@ def render_dir(
     write_atomic(outdir / "per_cpu.csv", csv_text(h, b))
     h, b = mask_table(good, swept_keys)
     write_atomic(outdir / "mask.csv", csv_text(h, b))
-    files += [outdir / "summary.csv", outdir / "per_cpu.csv", outdir / "mask.csv"]
+    reports = [text_report(pt.rows, f"[{pt.index}] {pt.id} " + (", ".join(f"{k}={v}" for k, v in pt.overrides.items())
+                                                               or "(base)")) for pt in good]  # fmt: skip
+    write_atomic(outdir / "report.txt", "\n\n\n".join(reports) + "\n")
+    files += [outdir / "summary.csv", outdir / "per_cpu.csv", outdir / "mask.csv", outdir / "report.txt"]
     if plots:
         files += render_plots(outdir / PLOTS_DIR, [pt for pt in points if isinstance(pt, PlotPoint)], swept_keys)
     _remove_stale(outdir, files, hgrm=hgrm, plots=plots)
