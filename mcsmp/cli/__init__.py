@@ -24,8 +24,15 @@ _COMMAND_MODULES = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line too (argparse prints the usage first), exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"mcsmp: {' '.join(message.split())}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mcsmp", description="Monte Carlo latency estimator for Linux kernel IPI fan-outs."
     )
     parser.add_argument("--version", action="version", version=f"mcsmp {__version__}")
