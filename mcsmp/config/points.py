@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ParamError
-from .build import RawParams, apply_override, build_params, split_path
+from .build import MAX_FILE_BYTES, RawParams, apply_override, build_params, split_path
 from .schema import Params
-from .yamlio import parse_yaml
+from .yamlio import MAX_ITEMS, parse_yaml
 
 __all__ = ["MAX_POINTS", "Point", "PointSource", "expand", "parse_set", "split_top_level"]
 
@@ -82,8 +82,13 @@ def parse_set(text: str) -> tuple[str, list[Any]]:
         raise ParamError(f"expected key=value, got {text!r}", source="--set")
     if split_path(_set_key(key))[0] == "sweep":
         raise ParamError("the sweep is not set with --set; --set KEY=V1,V2 adds a sweep axis", path=key, source="--set")
+    if len(value) > MAX_FILE_BYTES:
+        raise ParamError(f"the value is longer than the limit of {MAX_FILE_BYTES:,} characters", path=key, source="--set")
+    parts = split_top_level(value)
+    if len(parts) > MAX_ITEMS:
+        raise ParamError(f"{len(parts):,} values, over the limit of {MAX_ITEMS:,} for one axis", path=key, source="--set")
     values = []
-    for part in split_top_level(value):
+    for part in parts:
         if not part.strip():
             raise ParamError(f"an empty value in {value!r} (values are separated by single commas)", path=key, source="--set")
         parsed, _ = parse_yaml(part, f"--set {key}")
