@@ -28,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
     """Usage errors as one line too (argparse prints the usage first), exit status 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"mcsmp: {' '.join(message.split())}\n")
+        self.exit(2, f"mcsmp: {one_line(' '.join(message.split()))}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,13 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(text: str) -> str:
+    """``text`` with every non-printable character escaped (a key may hold a newline)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
-        print(f"mcsmp: {exc}", file=sys.stderr)
+        print(f"mcsmp: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
         print("mcsmp: interrupted", file=sys.stderr)
