@@ -197,7 +197,7 @@ def _construct(node: yaml.Node, path: str, loc: Located, constructor: yaml.const
                          path=path, source=loc.source, line=line, column=col)  # fmt: skip
     try:
         value = constructor.construct_object(node, deep=True)
-    except (ValueError, KeyError, TypeError, OverflowError, yaml.constructor.ConstructorError):
+    except (ValueError, KeyError, IndexError, TypeError, OverflowError, yaml.constructor.ConstructorError):
         raise ParamError(f"cannot read {node.value[:40]!r} as !!{kind}", path=path, source=loc.source,
                          line=line, column=col) from None  # fmt: skip
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
