@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PARAMS ?= params/16core.yaml
 CORES  ?= params/16core-cores.yaml
 
-.PHONY: test test-all sweep run bench reproduce lint clean
+.PHONY: test test-all fuzz sweep run bench reproduce lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ test: $(STAMP)  ## the test suite (statistical tests use fixed seeds)
 
 test-all: $(STAMP)  ## including the slow statistical runs
 	$(BIN)/python -m pytest -m ''
+
+FUZZ_EXAMPLES ?= 10000
+fuzz: $(STAMP)  ## fuzz the loader and --set with FUZZ_EXAMPLES generated inputs each (random; prints count and time)
+	@start=$$(date +%s); \
+	MCSMP_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/test_fuzz.py -q -s -p no:cacheprovider; rc=$$?; \
+	echo "make fuzz: $$(( $$(date +%s) - start )) s wall"; exit $$rc
 
 sweep: $(STAMP)  ## the main job: the 16-core study (results/16core/) and the same box at 16-1024 CPUs (results/16core-cores/)
 	$(BIN)/mcsmp sweep $(PARAMS)

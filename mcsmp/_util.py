@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from typing import Any
 
-__all__ = ["sha256_json", "usable_cpus"]
+__all__ = ["read_bounded", "sha256_json", "usable_cpus"]
 
 
 def sha256_json(obj: Any) -> str:
@@ -21,3 +22,25 @@ def usable_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes.
+
+    ``ValueError`` (its message says why) for a name with a NUL, a FIFO, device or directory
+    (refused before anything is read: the open does not block) or a larger file; ``OSError``
+    passes through.
+    """
+    if "\0" in os.fspath(path):
+        raise ValueError("a file name cannot contain a NUL character")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file")
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            data = fh.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise ValueError(f"larger than the limit of {limit:,} bytes")
+    return data

@@ -26,8 +26,15 @@ _COMMAND_MODULES = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line too (argparse prints the usage first), exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"mcsmp: {one_line(' '.join(message.split()))}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mcsmp", description="Monte Carlo latency estimator for Linux kernel IPI fan-outs."
     )
     parser.add_argument("--version", action="version", version=f"mcsmp {__version__}")
@@ -57,6 +64,11 @@ _ENV_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROF
                errno.EISDIR, errno.ENOENT, errno.EEXIST, errno.ENAMETOOLONG, errno.EIO}  # fmt: skip
 
 
+def one_line(text: str) -> str:
+    """``text`` with every non-printable character escaped (a key may hold a newline)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -70,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
         return status
     except UserError as exc:
-        print(f"mcsmp: {exc}", file=sys.stderr)
+        print(f"mcsmp: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_status
     except Terminated:
         print("mcsmp: terminated (SIGTERM)", file=sys.stderr)

@@ -5,17 +5,9 @@ from __future__ import annotations
 import argparse
 import shlex
 
+from .point import SAMPLES, THREADS, count
+
 __all__ = ["add_parser", "cmd_calibrate", "cmd_reproduce"]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(float(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
@@ -89,8 +81,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("params", help="parameter file of the box (e.g. params/seed-16core.yaml)")
     p.add_argument("--targets", help="targets file (default: seed-targets.yaml beside PARAMS)")
     p.add_argument("-o", "--out", help="output folder (default: results/<name>/)")
-    p.add_argument("--samples", type=_positive_int, help="fan-outs of the base point (scenarios scale theirs)")
-    p.add_argument("--threads", type=_positive_int, help="worker threads (default: every core; env MCSMP_THREADS)")
+    p.add_argument("--samples", type=SAMPLES, help="fan-outs of the base point (scenarios scale theirs)")
+    p.add_argument("--threads", type=THREADS, help="worker threads (default: every core; env MCSMP_THREADS)")
     p.add_argument("--scenarios", help="comma-separated scenarios besides the box itself "
                    "(default: rt,uncleaned,reentry,cpus64,cpus256; empty string: none)")  # fmt: skip
     p.add_argument("--no-figure", action="store_true", help="skip the PNG/PDF figure")
@@ -106,10 +98,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("params", help="parameter file to start from")
     p.add_argument("targets", help="targets file: targets: [...], fit: [...], settings: {...}")
     p.add_argument("-o", "--output", required=True, metavar="FITTED.yaml", help="fitted parameter file to write")
-    p.add_argument("--samples", type=_positive_int, help="fan-outs per evaluation (default: settings or the file's)")
+    p.add_argument("--samples", type=SAMPLES, help="fan-outs per evaluation (default: settings or the file's)")
     p.add_argument("--method", choices=("least_squares", "nelder-mead"), help="optimiser (default: settings)")
-    p.add_argument("--max-evals", type=_positive_int, help="evaluation budget (default: settings, 300)")
-    p.add_argument("--threads", type=_positive_int, help="worker threads (default: every core; env MCSMP_THREADS)")
+    p.add_argument("--max-evals", type=count(2**31 - 1, "evaluations"), help="evaluation budget (default: settings, 300)")
+    p.add_argument("--threads", type=THREADS, help="worker threads (default: every core; env MCSMP_THREADS)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_calibrate)
 

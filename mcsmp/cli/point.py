@@ -3,20 +3,44 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from .._version import __version__
+from ..config.build import MAX_SAMPLES
 from ..errors import UserError
+from ..sim.engine import MAX_THREADS
 
-__all__ = ["add_parser", "add_point_args", "load_params", "set_texts"]
+__all__ = ["add_parser", "add_point_args", "count", "load_params", "set_texts"]
+
+
+def count(hi: int, unit: str) -> Callable[[str], int]:
+    """An argparse type: a whole number in ``[1, hi]`` (``2000000`` or ``2e6``), the limit named."""
+
+    def parse(text: str) -> int:
+        try:
+            v = float(text) if any(c in text.lower() for c in ".en") else int(text)  # 'n': inf, nan
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text[:40]!r}") from None
+        if v != v or v < 1 or v != int(v):
+            raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text[:40]!r}")
+        if v > hi:
+            raise argparse.ArgumentTypeError(f"at most {hi:,} {unit} (the limit), got {text[:40]}")
+        return int(v)
+
+    return parse
+
+
+SAMPLES = count(MAX_SAMPLES, "fan-outs per point")
+THREADS = count(MAX_THREADS, "threads")
 
 
 def add_point_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("params", help="parameter file (YAML), or a preset name (mcsmp.presets())")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a parameter (dotted key); KEY=V1,V2 sweeps over values")  # fmt: skip
-    p.add_argument("--samples", type=int, help="fan-outs per sweep point (overrides the file)")
+    p.add_argument("--samples", type=SAMPLES, help="fan-outs per sweep point (overrides the file)")
     p.add_argument("--seed", type=int, help="root seed (overrides the file)")
-    p.add_argument("--threads", type=int, help="worker threads (default: every core; env MCSMP_THREADS)")
+    p.add_argument("--threads", type=THREADS, help="worker threads (default: every core; env MCSMP_THREADS)")
 
 
 def set_texts(args: argparse.Namespace) -> list[str]:

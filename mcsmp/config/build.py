@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._util import read_bounded
 from ..dists import Dist, parse_dist
+from ..dists.families import MAX_NUMBER
 from ..errors import ParamError
 from .schema import (
     CALLER_CONTEXTS,
@@ -39,9 +42,12 @@ from .schema import (
     Tlb,
     Workload,
 )
-from .yamlio import Located, parse_yaml
+from .yamlio import MAX_ITEMS, Located, parse_yaml
 
 __all__ = [
+    "MAX_CPUS",
+    "MAX_FILE_BYTES",
+    "MAX_SAMPLES",
     "RawParams",
     "apply_override",
     "build_params",
@@ -52,6 +58,11 @@ __all__ = [
 ]
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.yaml")
+
+# Limits (docs/parameters.md, "Limits"); the YAML reader's own are in .yamlio.
+MAX_FILE_BYTES = 1 << 20  # a parameter file
+MAX_CPUS = MAX_ITEMS  # machine.cpus: 8192, Linux's largest NR_CPUS on x86-64 (MAXSMP); a per-CPU list fits
+MAX_SAMPLES = 10**11  # fan-outs per point (1.5 M chunks)
 
 # Keys whose value replaces the default whole instead of being merged key by key.
 _OPAQUE = {
@@ -90,9 +101,17 @@ def load_raw(path: str | Path) -> RawParams:
     """Read a parameter file (YAML, safe loader) without validating it."""
     p = Path(path)
     try:
-        text = p.read_text()
+        blob = read_bounded(p, MAX_FILE_BYTES)
     except OSError as exc:
         raise ParamError(f"cannot read parameter file: {exc.strerror}", source=str(p)) from None
+    except ValueError as exc:
+        raise ParamError(f"cannot read parameter file: {exc}", source=str(p)) from None
+    try:
+        text = blob.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = blob.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (blob.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ParamError(f"not UTF-8 text (byte 0x{blob[exc.start]:02x})", source=str(p), line=line, column=col) from None
     data, loc = parse_yaml(text, str(p))
     if not isinstance(data, dict):
         raise ParamError("a parameter file is a YAML mapping of keys", source=str(p), line=1, column=1)
@@ -147,36 +166,59 @@ def _fail(raw: RawParams, path: str, message: str) -> None:
 # Overrides (--set key=value and sweep points)
 
 
+_SEGMENT = re.compile(r"([A-Za-z0-9_-]+)((?:\[[0-9]{1,9}\])*)")
+
+
 def split_path(key: str) -> list[str | int]:
+    """``a.b[2].c`` → ``["a", "b", 2, "c"]``; a ParamError (no location) for anything else."""
     parts: list[str | int] = []
-    for part in key.split("."):
-        while "[" in part and part.endswith("]"):
-            head, _, idx = part.partition("[")
-            if head:
-                parts.append(head)
-            parts.append(int(idx[:-1]))
-            part = ""
-        if part:
-            parts.append(part)
+    for segment in key.split(".") if isinstance(key, str) else [None]:
+        m = _SEGMENT.fullmatch(segment) if segment is not None else None
+        if not m:
+            raise ParamError(f"{key!r} is not a key path (names joined by '.', list items as name[i])")
+        parts.append(m[1])
+        parts.extend(int(i) for i in re.findall(r"[0-9]+", m[2]))
     return parts
 
 
 def apply_override(raw: RawParams, key: str, value: Any, origin: str = "--set") -> RawParams:
-    """A copy of ``raw`` with dotted ``key`` set to ``value`` (creating mappings as needed)."""
+    """A copy of ``raw`` with dotted ``key`` set to ``value``.
+
+    Missing mappings are created, and a missing list or mapping is first copied from the
+    defaults (so ``policies[1]=...`` edits the default list); a list index must exist. Errors
+    are ParamErrors naming ``key`` and ``origin``.
+    """
     data = deepcopy_data(raw.data)
-    node: Any = data
     parts = split_path(key)
-    for part in parts[:-1]:
+    node: Any = data
+    dflt: Any = defaults()
+    here = ""
+    for i, part in enumerate(parts):
         if isinstance(part, int):
-            node = node[part]
+            if not isinstance(node, list):
+                raise ParamError(f"{here} is not a list", path=key, source=origin)
+            if part >= len(node):
+                raise ParamError(f"index {part} is out of range ({here} has {len(node)} entries)", path=key, source=origin)
+            here = f"{here}[{part}]"
         else:
-            if not isinstance(node.get(part), (dict, list)):  # a list continues with [i]
-                node[part] = {}
-            node = node[part]
-    node[parts[-1]] = value
+            if not isinstance(node, dict):
+                kind = f"a list: index it as {here}[i]" if isinstance(node, list) else "not a mapping"
+                raise ParamError(f"{here} is {kind}", path=key, source=origin)
+            here = f"{here}.{part}" if here else part
+        dflt = dflt[part] if isinstance(dflt, (dict, list)) and _has(dflt, part) else None
+        if i == len(parts) - 1:
+            node[part] = value
+            break
+        if not _has(node, part) or not isinstance(node[part], (dict, list)):
+            node[part] = deepcopy_data(dflt) if isinstance(dflt, (dict, list)) else {}
+        node = node[part]
     overrides = dict(raw.overrides)
     overrides[key] = origin
     return RawParams(data, raw.source, raw.located, raw.base_dir, overrides)
+
+
+def _has(node: dict[Any, Any] | list[Any], part: str | int) -> bool:
+    return part in node if isinstance(node, dict) else isinstance(part, int) and part < len(node)
 
 
 def deepcopy_data(v: Any) -> Any:
@@ -210,6 +252,8 @@ class _Builder:
         v = float(v)
         if not math.isfinite(v):
             self.fail(path, f"must be finite, got {v}")
+        if abs(v) > MAX_NUMBER:
+            self.fail(path, f"must be at most {MAX_NUMBER:g} in magnitude (the limit of any number), got {_fmt(v)}")
         if v < lo or (lo_open and v == lo) or v > hi:
             left = "(" if lo_open else "["
             self.fail(path, f"must be in {left}{_fmt(lo)}, {_fmt(hi)}], got {_fmt(v)}")
@@ -271,7 +315,7 @@ def build_params(raw: RawParams) -> Params:
     if not isinstance(name, str) or not name or "/" in name:
         b.fail("name", f"expected a non-empty name without '/', got {name!r}")
     seed = b.integer("seed", lo=0, hi=2**63 - 1)
-    samples = b.integer("samples", lo=1)
+    samples = b.integer("samples", lo=1, hi=MAX_SAMPLES)
 
     pols = b.get("policies")
     if not isinstance(pols, list) or not pols:
@@ -280,7 +324,7 @@ def build_params(raw: RawParams) -> Params:
     if len(set(policies)) != len(policies):
         b.fail("policies", "each policy may be listed once")
 
-    cpus, sockets = b.integer("machine.cpus", lo=1, hi=65536), b.integer("machine.sockets", lo=1)
+    cpus, sockets = b.integer("machine.cpus", lo=1, hi=MAX_CPUS), b.integer("machine.sockets", lo=1)
     if b.get("machine.cpus_per_llc") is None:  # null: one LLC per socket
         if cpus % sockets:
             b.fail("machine.sockets", f"{cpus} CPUs do not split evenly into {sockets} sockets")
@@ -302,8 +346,8 @@ def build_params(raw: RawParams) -> Params:
     kernel = Kernel(
         preemption=b.choice("kernel.preemption", PREEMPTION_MODELS),
         csdlock_debug=b.boolean("kernel.csdlock_debug"),
-        nr_cpus=b.integer("kernel.nr_cpus", lo=1),
-        tasks=b.integer("kernel.tasks", lo=0),
+        nr_cpus=b.integer("kernel.nr_cpus", lo=1, hi=2**31 - 1),
+        tasks=b.integer("kernel.tasks", lo=0, hi=2**31 - 1),
     )
     if kernel.nr_cpus < machine.cpus:
         b.fail("kernel.nr_cpus", f"NR_CPUS ({kernel.nr_cpus}) must be >= machine.cpus ({machine.cpus})")
@@ -461,6 +505,9 @@ def _reference(b: _Builder, machine: Machine, data: dict[str, Any]) -> Reference
     for key in ref:
         if key not in ("cpus", "window_max_ns", "exceed_count"):
             b.fail(f"report.reference.{key}", "unknown key; known keys: cpus, window_max_ns, exceed_count")
+    for key in ("window_max_ns", "exceed_count"):
+        if ref.get(key) is not None and not isinstance(ref[key], dict):
+            b.fail(f"report.reference.{key}", f"expected a mapping, got {ref[key]!r}")
     wm_items = (ref.get("window_max_ns") or {}).items()
     lengths = {len(v) for _, v in wm_items if isinstance(v, list)}
     swept = any(k in ("machine", "machine.cpus") for k in b.raw.overrides)  # set by a sweep or --set

@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ParamError
-from .build import RawParams, apply_override, build_params
+from .build import MAX_FILE_BYTES, RawParams, apply_override, build_params, split_path
 from .schema import Params
-from .yamlio import parse_yaml
+from .yamlio import MAX_ITEMS, parse_yaml
 
-__all__ = ["Point", "PointSource", "expand", "parse_set", "split_top_level"]
+__all__ = ["MAX_POINTS", "Point", "PointSource", "expand", "parse_set", "split_top_level"]
+
+MAX_POINTS = 4096  # sweep points of one file (grid × zip × --set axes)
 
 
 @dataclass(frozen=True)
@@ -73,44 +76,64 @@ def split_top_level(text: str) -> list[str]:
 
 def parse_set(text: str) -> tuple[str, list[Any]]:
     """``key=v`` → (key, [v]); ``key=v1,v2`` → (key, [v1, v2]); values read as YAML."""
-    if "=" not in text:
-        raise ParamError(f"expected key=value, got {text!r}", source="--set")
-    key, _, value = text.partition("=")
+    key, eq, value = text.partition("=")
     key = key.strip()
-    if not key:
+    if not eq or not key or not value.strip():
         raise ParamError(f"expected key=value, got {text!r}", source="--set")
+    if split_path(_set_key(key))[0] == "sweep":
+        raise ParamError("the sweep is not set with --set; --set KEY=V1,V2 adds a sweep axis", path=key, source="--set")
+    if len(value) > MAX_FILE_BYTES:
+        raise ParamError(f"the value is longer than the limit of {MAX_FILE_BYTES:,} characters", path=key, source="--set")
+    parts = split_top_level(value)
+    if len(parts) > MAX_ITEMS:
+        raise ParamError(f"{len(parts):,} values, over the limit of {MAX_ITEMS:,} for one axis", path=key, source="--set")
     values = []
-    for part in split_top_level(value):
+    for part in parts:
+        if not part.strip():
+            raise ParamError(f"an empty value in {value!r} (values are separated by single commas)", path=key, source="--set")
         parsed, _ = parse_yaml(part, f"--set {key}")
         values.append(parsed)
     return key, values
+
+
+def _set_key(key: str) -> str:
+    try:
+        split_path(key)
+    except ParamError as exc:
+        raise ParamError(exc.message, source="--set") from None
+    return key
 
 
 def expand(raw: RawParams, sets: Sequence[str] = ()) -> list[Point]:
     """All sweep points of ``raw`` with the ``--set`` overrides, validated, in order."""
     sweep = raw.data.get("sweep") or {}
     if not isinstance(sweep, dict):
-        raise ParamError("expected a mapping with grid and/or zip", path="sweep", source=raw.source)
+        _fail(raw, "sweep", "expected a mapping with grid and/or zip")
     for key in sweep:
         if key not in ("grid", "zip"):
-            line = raw.locate(f"sweep.{key}")
-            raise ParamError("unknown key; known keys: grid, zip", path=f"sweep.{key}",
-                             source=line[0], line=line[1], column=line[2])  # fmt: skip
-    grid = dict(sweep.get("grid") or {})
-    zipped = dict(sweep.get("zip") or {})
-    for kind, axes in (("grid", grid), ("zip", zipped)):
+            _fail(raw, f"sweep.{key}", "unknown key; known keys: grid, zip")
+    axes_of: dict[str, dict[str, list[Any]]] = {}
+    for kind in ("grid", "zip"):
+        axes = sweep.get(kind) or {}
         if not isinstance(axes, dict):
-            raise ParamError("expected a mapping of dotted key -> list", path=f"sweep.{kind}", source=raw.source)
+            _fail(raw, f"sweep.{kind}", "expected a mapping of dotted key -> list of values")
         for key, values in axes.items():
+            where = f"sweep.{kind}.{key}"
+            if not isinstance(key, str):
+                _fail(raw, where, f"the key is a dotted key path, got {key!r}")
             if not isinstance(values, list) or not values:
-                src, line, col = raw.locate(f"sweep.{kind}.{key}")
-                raise ParamError("expected a non-empty list of values", path=f"sweep.{kind}.{key}",
-                                 source=src, line=line, column=col)  # fmt: skip
+                _fail(raw, where, "expected a non-empty list of values")
+            try:
+                if split_path(key)[0] == "sweep":
+                    raise ParamError("the sweep cannot sweep itself")
+                apply_override(raw, key, values[0])
+            except ParamError as exc:
+                _fail(raw, where, exc.message)
+        axes_of[kind] = dict(axes)
+    grid, zipped = axes_of["grid"], axes_of["zip"]
     lengths = {len(v) for v in zipped.values()}
     if len(lengths) > 1:
-        src, line, col = raw.locate("sweep.zip")
-        raise ParamError(f"zip lists must have equal lengths, got {sorted(lengths)}", path="sweep.zip",
-                         source=src, line=line, column=col)  # fmt: skip
+        _fail(raw, "sweep.zip", f"zip lists must have equal lengths, got {sorted(lengths)}")
 
     base = raw
     for text in sets:
@@ -125,15 +148,21 @@ def expand(raw: RawParams, sets: Sequence[str] = ()) -> list[Point]:
         if len(values) == 1:
             base = apply_override(base, key, values[0])
         else:
+            apply_override(base, key, values[0])  # the key path is checked before any point
             grid[key] = values
+    n_zip = next(iter(lengths)) if zipped else 1
+    n_points = math.prod(len(v) for v in grid.values()) * n_zip
+    if n_points > MAX_POINTS:
+        axes = ", ".join(f"{k} ({len(v)})" for k, v in [*grid.items(), *zipped.items()])
+        _fail(raw, "sweep", f"{n_points:,} sweep points, over the limit of {MAX_POINTS:,} (axes: {axes})")
     # The sweep itself is not part of any point's parameters.
     base = apply_override(base, "sweep", {"grid": {}, "zip": {}}, origin=raw.source)
 
     grid_axes = [[(k, v) for v in vals] for k, vals in grid.items()]
-    n_zip = next(iter(lengths)) if zipped else 1
     zip_rows = [tuple((k, vals[i]) for k, vals in zipped.items()) for i in range(n_zip)]
     source = PointSource(raw, tuple(sets))
-    points = []
+    points: list[Point] = []
+    seen: dict[str, Point] = {}
     for index, (combo, zrow) in enumerate(itertools.product(itertools.product(*grid_axes), zip_rows)):
         overrides = tuple(combo) + tuple(zrow)
         point_raw = base
@@ -141,8 +170,27 @@ def expand(raw: RawParams, sets: Sequence[str] = ()) -> list[Point]:
             origin = _origin(raw, key)
             point_raw = apply_override(point_raw, key, value, origin=origin)
         params = dataclasses.replace(build_params(point_raw), origin=source)
-        points.append(Point(index, overrides, params))
+        pt = Point(index, overrides, params)
+        first = seen.setdefault(pt.id, pt)
+        if first is not pt:
+            key = next(k for (k, a), (_, b) in zip(first.overrides, overrides, strict=True) if a != b)
+            _fail_axis(raw, key, f"sweep points [{first.index}] and [{index}] have the same point id {pt.id}: "
+                       "they differ only in keys that do not change the simulated model (name, seed, samples, "
+                       "report.*); sweep those in separate runs, or re-render report settings with `mcsmp report`")
+        points.append(pt)
     return points
+
+
+def _fail_axis(raw: RawParams, key: str, message: str) -> None:
+    for kind in ("grid", "zip"):
+        if raw.locate(f"sweep.{kind}.{key}")[1] is not None:
+            _fail(raw, f"sweep.{kind}.{key}", message)
+    raise ParamError(message, path=key, source="--set")
+
+
+def _fail(raw: RawParams, path: str, message: str) -> None:
+    src, line, col = raw.locate(path)
+    raise ParamError(message, path=path, source=src, line=line, column=col)
 
 
 def _origin(raw: RawParams, key: str) -> str:

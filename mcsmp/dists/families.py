@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import io
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 from scipy import special, stats
 
+from .._util import read_bounded
 from ..errors import ParamError
 from ..kernels.codes import (
     FAM_CONST,
@@ -43,8 +45,18 @@ from ..kernels.codes import (
     FAM_UNIFORM,
     FAM_WEIBULL,
 )
+from ..kernels.rng import EXPONENTIAL_MAX, NORMAL_MAX
 
-__all__ = ["BASIC", "FAMILIES", "Basic", "Component", "Family", "number", "parse_components"]
+__all__ = [
+    "BASIC", "DRAW_LIMIT", "FAMILIES", "MAX_EMPIRICAL_BYTES", "MAX_NUMBER", "Basic", "Component", "Family",
+    "number", "parse_components",
+]  # fmt: skip
+
+MAX_NUMBER = 1e18  # any number of a parameter file (a time in ns: 31 years)
+# The largest value any draw (or equilibrium-residual draw) may reach: its square times 1e16 (more
+# than the draws summed over a point: 1e11 fan-outs × 8192 targets × a few terms) stays finite.
+DRAW_LIMIT = 1e140
+MAX_EMPIRICAL_BYTES = 16 << 20  # an empirical distribution's file
 
 
 # --------------------------------------------------------------------------------------------
@@ -107,6 +119,32 @@ BASIC: dict[int, Basic] = {
 }  # fmt: skip
 
 
+def _gamma_log_max(shape: float) -> float:
+    """ln of the largest draw of the kernels' standard gamma(shape) (Marsaglia–Tsang for shape >= 1:
+    b (1 + c x)³ with b = shape − 1/3, c = 1/√(9b), x <= NORMAL_MAX; at most 2 EXPONENTIAL_MAX below)."""
+    if shape < 1.0:
+        return math.log(2.0 * EXPONENTIAL_MAX)
+    b = shape - 1.0 / 3.0
+    return max(math.log(b) + 3.0 * math.log1p(NORMAL_MAX / math.sqrt(9.0 * b)), math.log(2.0 * EXPONENTIAL_MAX))
+
+
+def _log(x: float) -> float:
+    return math.log(x) if x > 0 else -math.inf
+
+
+# ln of the largest value a component's draw or equilibrium-residual draw can take in the kernels
+# (mcsmp.kernels.sampling; the residual's length-biased draw is the larger one).
+LOG_MAX_DRAW: dict[int, Callable[[float, float], float]] = {
+    FAM_CONST: lambda a, b: _log(a),
+    FAM_UNIFORM: lambda a, b: _log(b),
+    FAM_EXPONENTIAL: lambda a, b: _log(a) + math.log(EXPONENTIAL_MAX),
+    FAM_LOGNORMAL: lambda a, b: a + b * b + b * NORMAL_MAX,
+    FAM_GAMMA: lambda a, b: _log(b) + _gamma_log_max(a + 1.0),
+    FAM_WEIBULL: lambda a, b: _log(a) + max(math.log(EXPONENTIAL_MAX), _gamma_log_max(1.0 + 1.0 / b)) / b,
+    FAM_PARETO: lambda a, b: _log(a) + EXPONENTIAL_MAX / (b - 1.0),
+}
+
+
 @dataclass(frozen=True)
 class Component:
     """One basic-family component: ``a``, ``b`` are the family's natural parameters.
@@ -153,6 +191,8 @@ def number(value: Any, path: str, *, positive: bool = False, nonneg: bool = True
     v = float(value)
     if not math.isfinite(v):
         raise ParamError(f"must be finite, got {value!r}", path=path)
+    if abs(v) > MAX_NUMBER:
+        raise ParamError(f"must be at most {MAX_NUMBER:g} in magnitude (the limit of any number), got {value!r}", path=path)
     if positive and v <= 0:
         raise ParamError(f"must be > 0, got {value!r}", path=path)
     if nonneg and v < 0:
@@ -204,7 +244,7 @@ def _lognormal(s: _Spec) -> list[Component]:
 
 def _gamma(s: _Spec) -> list[Component]:
     mean, cv = s.num("mean", positive=True), s.num("cv", positive=True)
-    shape = 1.0 / (cv * cv)
+    shape = 1.0 / (cv * cv) if cv * cv > 0 else math.inf
     return [Component(1.0, FAM_GAMMA, shape, mean / shape)]
 
 
@@ -281,10 +321,12 @@ def _load_column(spec: Mapping[str, Any], path: str, base_dir: Path | None) -> n
         file = base_dir / file
     column = spec.get("column", 0)
     try:
-        with open(file, newline="") as fh:
-            rows = [r for r in csv.reader(fh) if r and not r[0].lstrip().startswith("#")]
+        text = read_bounded(file, MAX_EMPIRICAL_BYTES).decode("utf-8-sig")
+        rows = [r for r in csv.reader(io.StringIO(text, newline="")) if r and not r[0].lstrip().startswith("#")]
     except OSError as exc:
         raise ParamError(f"cannot read {file}: {exc.strerror}", path=f"{path}.file") from None
+    except (ValueError, csv.Error) as exc:  # not a regular file, too large, not UTF-8, a NUL
+        raise ParamError(f"cannot read {file!r}: {' '.join(str(exc).split())[:120]}", path=f"{path}.file") from None
     if not rows:
         raise ParamError(f"{file} has no rows", path=f"{path}.file")
     header = rows[0]
@@ -358,10 +400,10 @@ def _check_keys(spec: Mapping[str, Any], family: str, path: str, extra: tuple[st
         if given == set(form):
             return
     allowed = " or ".join("{" + ", ".join(f) + "}" for f in forms)
-    unknown = sorted(given - {k for f in forms for k in f})
+    unknown = sorted(given - {k for f in forms for k in f}, key=str)
     if unknown:
         raise ParamError(f"unknown key {unknown[0]!r} for dist {family}; expected {allowed}", path=f"{path}.{unknown[0]}")
-    raise ParamError(f"dist {family} takes {allowed}, got {{{', '.join(sorted(given))}}}", path=path)
+    raise ParamError(f"dist {family} takes {allowed}, got {{{', '.join(sorted(map(str, given)))}}}", path=path)
 
 
 def parse_components(
@@ -371,9 +413,30 @@ def parse_components(
     family = spec.get("dist")
     if family is None:
         raise ParamError("a distribution mapping needs a 'dist' key", path=path)
-    if family not in FAMILIES:
+    if not isinstance(family, str) or family not in FAMILIES:
         close = difflib.get_close_matches(str(family), list(FAMILIES), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ParamError(f"unknown distribution {family!r}{hint}; known: {', '.join(FAMILIES)}", path=f"{path}.dist")
     _check_keys(spec, family, path, extra)
-    return FAMILIES[family].parse(_Spec(spec, path, base_dir))
+    try:
+        comps = FAMILIES[family].parse(_Spec(spec, path, base_dir))
+    except (OverflowError, ZeroDivisionError):
+        comps = [Component(1.0, FAM_CONST, math.nan)]  # refused just below
+    for c in comps:
+        _check_sampleable(c, family, path)
+    return comps
+
+
+def _check_sampleable(c: Component, family: str, path: str) -> None:
+    """Every value a kernel reads or draws from ``c`` is finite and at most :data:`DRAW_LIMIT`."""
+    ok = all(math.isfinite(x) for x in (c.weight, c.a, c.b))
+    if ok:
+        with np.errstate(all="ignore"):
+            try:
+                ok = LOG_MAX_DRAW[c.family](c.a, c.b) <= math.log(DRAW_LIMIT)
+                ok = ok and math.isfinite(c.mean) and all(map(math.isfinite, BASIC[c.family].columns(c.a, c.b)))
+            except (OverflowError, ZeroDivisionError, ValueError):
+                ok = False
+    if not ok:
+        raise ParamError(f"dist {family}: these parameters cannot be sampled in float64 (a draw or its "
+                         f"equilibrium residual could exceed {DRAW_LIMIT:g} or overflow)", path=path)  # fmt: skip

@@ -3,7 +3,8 @@
 A float64 ``v >= 1`` has bits ``(exponent << 52) | mantissa``; shifting right by ``52 − p``
 keeps the exponent and the top ``p`` mantissa bits, which is exactly a log-linear bucket of
 relative width ``2^-p``. No logarithm, no loop: the index is one bit cast and one shift.
-Bucket 0 holds ``[0, 1)``; the last bucket holds everything from the top edge up (overflow).
+Bucket 0 holds ``[0, 1)`` (and every negative value); the last bucket holds everything from the
+top edge up (overflow), ``inf`` and ``NaN`` too, so no float indexes outside the histogram.
 """
 
 from __future__ import annotations
@@ -35,6 +36,6 @@ def bucket(v: float, shift: int, base: int, overflow: int) -> int:
     if v < 1.0:
         return 0
     i = (float_bits(v) >> shift) - base + 1
-    if i > overflow:
+    if i > overflow or i < 0:  # i < 0: a NaN with its sign bit set (v < 1.0 is false for any NaN)
         return overflow
     return i

@@ -35,7 +35,7 @@ from numba.np.random._constants import (
 
 from .._jit import inline_kernel, kernel
 
-__all__ = ["exponential", "gamma", "next_u64", "normal", "seed_state", "uniform"]
+__all__ = ["EXPONENTIAL_MAX", "NORMAL_MAX", "exponential", "gamma", "next_u64", "normal", "seed_state", "uniform"]
 
 _1 = uint64(1)
 _3 = uint64(3)
@@ -46,6 +46,10 @@ _40 = uint64(40)
 _MANT = uint64(0x000FFFFFFFFFFFFF)
 _BYTE = uint64(0xFF)
 _TO_DOUBLE = 1.0 / 9007199254740992.0  # 2^-53
+# The largest draws: a uniform is at most 1 − 2^-53, so −log1p(−u) <= 53 ln 2; the exponential's
+# tail returns r − log1p(−u) and the normal's ±(r + xx) with xx = −log1p(−u) / r (below).
+EXPONENTIAL_MAX = ziggurat_exp_r + 53 * math.log(2.0)
+NORMAL_MAX = ziggurat_nor_r + ziggurat_nor_inv_r * 53 * math.log(2.0)
 
 
 def seed_state(seed_seq: np.random.SeedSequence) -> np.ndarray:

@@ -32,7 +32,7 @@ import numpy as np
 from .._jit import compile_lock
 from .._util import usable_cpus
 from ..config import Params
-from ..errors import OverloadError
+from ..errors import OverloadError, UserError
 from ..kernels import codes as K
 from ..kernels.fanout import replay_policies, run_chunk
 from ..kernels.rng import seed_state
@@ -68,12 +68,17 @@ STREAM_SCHEME = (
 MAIN_STREAM, AUX_STREAM = 0, 1
 
 
+MAX_THREADS = 1024  # worker threads (--threads, MCSMP_THREADS)
+
+
 def default_threads() -> int:
     """Worker threads: ``MCSMP_THREADS`` if set, else every usable core."""
-    env = os.environ.get("MCSMP_THREADS")
-    if env:
-        return max(1, int(env))
-    return usable_cpus()
+    env = os.environ.get("MCSMP_THREADS", "").strip()
+    if not env:
+        return usable_cpus()
+    if not env.isdigit() or not 1 <= int(env) <= MAX_THREADS:
+        raise UserError(f"MCSMP_THREADS: expected a whole number of threads in [1, {MAX_THREADS}], got {env[:40]!r}")
+    return int(env)
 
 
 def chunk_sizes(samples: int) -> list[int]:

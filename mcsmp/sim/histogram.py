@@ -66,7 +66,7 @@ class Layout:
         """Bucket index of each value (NumPy twin of :func:`mcsmp.kernels.histo.bucket`)."""
         v = np.asarray(values, dtype=np.float64)
         idx = (v.view(np.int64) >> self.shift) - self.base + 1
-        idx = np.minimum(idx, self.overflow)
+        idx = np.where((idx < 0) | (idx > self.overflow), self.overflow, idx)  # inf, NaN: overflow
         return np.where(v < 1.0, 0, idx)
 
 

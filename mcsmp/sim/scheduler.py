@@ -447,8 +447,8 @@ def _client(address: str | Any, threads: int) -> tuple[Any, Callable[[], None]]:
         return client, close
     try:
         client = Client(address, timeout="20s")
-    except (OSError, TimeoutError, ValueError, TypeError) as exc:
-        raise UserError(f"--dask {address}: cannot connect to the scheduler: {exc}".splitlines()[0]) from None
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:  # ValueError: an unknown scheme
+        raise UserError(f"--dask {address}: cannot connect to the scheduler: {exc}") from None
     return client, client.close
 
 
