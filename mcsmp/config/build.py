@@ -91,14 +91,12 @@ class RawParams:
             above = key.startswith(path + ".") or key.startswith(path + "[")  # an unknown parent key
             if path == key or below or above:
                 return origin, None, None
-        at = self.located.at(path)
-        if at is None:
-            return self.source, None, None
-        return self.source, at[0], at[1]
+        found = self.located.find(path)
+        return (self.source, None, None) if found is None else found
 
 
-def load_raw(path: str | Path) -> RawParams:
-    """Read a parameter file (YAML, safe loader) without validating it."""
+def load_raw(path: str | Path, _including: tuple[Path, ...] = ()) -> RawParams:
+    """Read a parameter file (YAML, safe loader) and the files it includes, without validating it."""
     p = Path(path)
     try:
         blob = read_bounded(p, MAX_FILE_BYTES)
@@ -115,7 +113,52 @@ def load_raw(path: str | Path) -> RawParams:
     data, loc = parse_yaml(text, str(p))
     if not isinstance(data, dict):
         raise ParamError("a parameter file is a YAML mapping of keys", source=str(p), line=1, column=1)
-    return RawParams(data, str(p), loc, p.resolve().parent)
+    return _included(RawParams(data, str(p), loc, p.resolve().parent), (*_including, p.resolve()))
+
+
+MAX_INCLUDE_DEPTH = 8
+
+
+def _included(raw: RawParams, chain: tuple[Path, ...]) -> RawParams:
+    """``raw`` with the files its ``include:`` names (a path or a list, relative to the file)
+    merged underneath: a fragment gives values, the including file's own keys win, and mapping
+    keys merge one by one (a distribution or a list is replaced whole, as over the defaults)."""
+    if "include" not in raw.data:
+        return raw
+    spec = raw.data.pop("include")
+    names = [spec] if isinstance(spec, str) else spec
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        _fail(raw, "include", f"expected a file name or a list of file names, got {spec!r}")
+    below: dict[str, Any] = {}
+    for i, name in enumerate(names):
+        where = "include" if isinstance(spec, str) else f"include[{i}]"
+        path = Path(name) if Path(name).is_absolute() or raw.base_dir is None else raw.base_dir / name
+        if path.resolve() in chain:
+            _fail(raw, where, f"include cycle: {name} is already being read ({' -> '.join(c.name for c in chain)})")
+        if len(chain) > MAX_INCLUDE_DEPTH:
+            _fail(raw, where, f"includes nested deeper than {MAX_INCLUDE_DEPTH} files")
+        try:
+            sub = load_raw(path, chain)
+        except ParamError as exc:
+            if exc.source == str(path) and exc.line is None:  # the file itself: blame the include line
+                _fail(raw, where, f"{name}: {exc.message}")
+            raise
+        below = _overlay(below, sub.data, "")
+        raw.located.includes.append(sub.located)
+    raw.data = _overlay(below, raw.data, "")
+    return raw
+
+
+def _overlay(base: dict[str, Any], top: dict[str, Any], path: str) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        sub = f"{path}.{key}" if path else str(key)
+        old = out.get(key)
+        if isinstance(old, dict) and isinstance(value, dict) and sub not in _OPAQUE:
+            out[key] = _overlay(old, value, sub)
+        else:
+            out[key] = value
+    return out
 
 
 def raw_from_dict(data: Mapping[str, Any], source: str, base_dir: str | Path | None = None) -> RawParams:

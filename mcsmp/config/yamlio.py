@@ -47,16 +47,34 @@ class Located:
     def __init__(self, source: str) -> None:
         self.source = source
         self.marks: dict[str, tuple[int, int]] = {}
+        self.includes: list[Located] = []  # the documents this one includes (their keys, their lines)
 
     def at(self, path: str) -> tuple[int, int] | None:
+        hit = self._closest(path)
+        return None if hit is None else hit[1]
+
+    def _closest(self, path: str) -> tuple[int, tuple[int, int]] | None:
         # The closest located ancestor of the path (e.g. a list item falls back to its list).
         p = path
         while p:
             if p in self.marks:
-                return self.marks[p]
+                return len(p), self.marks[p]
             cut = max(p.rfind("."), p.rfind("["))
             p = p[:cut] if cut > 0 else ""
         return None
+
+    def find(self, path: str) -> tuple[str, int, int] | None:
+        """``(source, line, column)`` of the most precise mark of ``path`` in this document or the
+        documents it includes (this document wins a tie: its values replace the included ones)."""
+        best: tuple[int, str, tuple[int, int]] | None = None
+        stack: list[Located] = [self]
+        while stack:
+            loc = stack.pop(0)
+            hit = loc._closest(path)
+            if hit is not None and (best is None or hit[0] > best[0]):
+                best = (hit[0], loc.source, hit[1])
+            stack += loc.includes
+        return None if best is None else (best[1], *best[2])
 
 
 class _Resolver(yaml.resolver.Resolver):
