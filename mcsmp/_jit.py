@@ -3,10 +3,13 @@
 Kernels are decorated with :func:`kernel` only; a test forbids bare ``numba.njit`` elsewhere.
 
 - ``nogil=True``: chunks run in a thread pool, so kernels must release the GIL.
-- ``cache=True``: compiled code is cached on disk, in ``MCSMP_CACHE_DIR`` if set (exported to
-  numba as ``NUMBA_CACHE_DIR``, so worker processes inherit it), else ``NUMBA_CACHE_DIR``, else
-  numba's default (``__pycache__`` beside the sources, or the user cache when that is
-  read-only). ``MCSMP_NO_CACHE=1`` turns caching off. Several processes may start at once:
+- ``cache=True``: compiled code is cached on disk, below ``MCSMP_CACHE_DIR`` if set, else
+  ``NUMBA_CACHE_DIR``, else ``mcsmp/kernels/__pycache__`` (or the system's temporary folder
+  when that is read-only), in a subfolder named after a hash of every kernel source file and
+  the numba version (exported as ``NUMBA_CACHE_DIR``, so worker processes inherit it). numba
+  checks only a cached function's own file, so a kernel whose helper in another file changed
+  (``histo.bucket`` inlined into ``fanout.run_chunk``) would otherwise load stale code: the hashed
+  folder makes any kernel change a fresh compile. ``MCSMP_NO_CACHE=1`` turns caching off. Several processes may start at once:
   :func:`compile_lock` serialises the first compilation across processes (``flock`` on a file
   in the cache directory), so one compiles and writes while the others wait and then load.
 - ``fastmath=False``: the tails are the product, and exact IEEE arithmetic keeps results
@@ -21,21 +24,53 @@ Kernels are decorated with :func:`kernel` only; a test forbids bare ``numba.njit
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-if os.environ.get("MCSMP_CACHE_DIR"):  # before numba reads its configuration
-    os.environ["NUMBA_CACHE_DIR"] = os.environ["MCSMP_CACHE_DIR"]
+KERNELS = Path(__file__).resolve().parent / "kernels"
+
+
+def kernels_key(kernels: Path = KERNELS) -> str:
+    """A hash of every kernel source and of numba's version: the cache folder's name."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    digest = hashlib.sha256()
+    for path in sorted(kernels.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    try:
+        digest.update(version("numba").encode())
+    except PackageNotFoundError:  # pragma: no cover - numba is a dependency
+        pass
+    return digest.hexdigest()[:16]
+
+
+def _cache_base() -> Path:
+    configured = os.environ.get("MCSMP_CACHE_DIR") or os.environ.get("MCSMP_BASE_CACHE_DIR") or os.environ.get("NUMBA_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    here = KERNELS / "__pycache__"
+    with contextlib.suppress(OSError):
+        here.mkdir(exist_ok=True)
+        if os.access(here, os.W_OK):
+            return here
+    return Path(tempfile.gettempdir()) / "mcsmp-numba-cache"
+
+
+# Before numba reads its configuration. The base is remembered for child processes, which inherit
+# the hashed folder in NUMBA_CACHE_DIR and must not nest another one inside it.
+os.environ["MCSMP_BASE_CACHE_DIR"] = str(_cache_base())
+os.environ["NUMBA_CACHE_DIR"] = str(Path(os.environ["MCSMP_BASE_CACHE_DIR"]) / f"mcsmp-{kernels_key()}")
 
 import numba  # noqa: E402
 import numba.core.config  # noqa: E402
 
 numba.core.config.reload_config()  # numba may have been imported before us
 
-__all__ = ["JIT_OPTIONS", "cache_dir", "compile_lock", "inline_kernel", "kernel"]
+__all__ = ["JIT_OPTIONS", "cache_dir", "compile_lock", "inline_kernel", "kernel", "kernels_key"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,15 +94,7 @@ def inline_kernel(func: F) -> F:
 
 def cache_dir() -> Path:
     """The directory that holds the compiled kernels (for the lock file and for reports)."""
-    configured = numba.core.config.CACHE_DIR
-    if configured:
-        return Path(configured)
-    here = Path(__file__).resolve().parent / "kernels" / "__pycache__"  # numba's in-tree default
-    with contextlib.suppress(OSError):
-        here.mkdir(exist_ok=True)
-        if os.access(here, os.W_OK):
-            return here
-    return Path(tempfile.gettempdir())
+    return Path(numba.core.config.CACHE_DIR)
 
 
 @contextlib.contextmanager

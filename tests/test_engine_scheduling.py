@@ -6,7 +6,8 @@
   (``simulate_chunk`` with the pilot's table), bit for bit, with spins actually drawn.
 - Bounded look-ahead and per-thread accumulation: results equal for 1, 2 and 3 threads and for a
   run split into shards.
-- ``MCSMP_CACHE_DIR`` selects where compiled kernels go (a child process), and
+- ``MCSMP_CACHE_DIR`` selects where compiled kernels go (a child process, in a folder named after
+  the kernels' sources, so that a changed helper can never leave a stale compiled caller), and
   :func:`mcsmp._jit.compile_lock` excludes a second holder until the first releases it.
 """
 
@@ -142,5 +143,22 @@ def test_mcsmp_cache_dir_is_where_kernels_go(tmp_path: Path) -> None:
     env.pop("MCSMP_NO_CACHE", None)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     lines = out.stdout.split()
-    assert lines == [str(tmp_path / "cache")] * 2
+    assert lines[0] == lines[1] and Path(lines[0]).parent == tmp_path / "cache"
+    assert Path(lines[0]).name.startswith("mcsmp-")  # named after the kernels' sources
     assert list((tmp_path / "cache").rglob("*.nbi")), "no numba index file in MCSMP_CACHE_DIR"
+
+
+def test_the_cache_folder_changes_with_any_kernel_source(tmp_path: Path) -> None:
+    """numba re-validates a cached function against its own file only; a changed helper in another
+    kernel file must still give a fresh compile, so the cache folder is keyed by all of them."""
+    import shutil
+
+    from mcsmp._jit import KERNELS, kernels_key
+
+    assert cache_dir().name == f"mcsmp-{kernels_key()}"
+    copy = tmp_path / "kernels"
+    shutil.copytree(KERNELS, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert kernels_key(copy) == kernels_key()
+    histo = copy / "histo.py"
+    histo.write_text(histo.read_text() + "\n# a change in a helper file\n")
+    assert kernels_key(copy) != kernels_key()

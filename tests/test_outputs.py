@@ -610,9 +610,9 @@ def test_hlog_files_read_back_with_hdrhistogram_and_merge(swept: Path) -> None:
     result = _results(swept)[0][1]
     folder = swept / "hlog" / result.params.point_id
     names = sorted(p.name for p in folder.glob("*.hlog"))
-    groups = {"0,3": 0, "1-2": 1}  # rates [100, 10, 10, 100]: two CPU groups
+    groups = {"group0": ("0,3", 0), "group1": ("1-2", 1)}  # rates [100, 10, 10, 100]: two CPU groups
     expected = ["call_ns.hlog", "info_cost_ns.hlog", "remote_wait_ns.hlog"] + sorted(
-        f"{m}.{p}.cpu{c}.hlog" for m in ("hotplug_block_ns", "preempt_off_ns") for p in PARAMS["policies"] for c in groups
+        f"{m}.{p}.{g}.hlog" for m in ("hotplug_block_ns", "preempt_off_ns") for p in PARAMS["policies"] for g in groups
     )
     assert names == sorted(expected)
     for name in names:
@@ -620,7 +620,8 @@ def test_hlog_files_read_back_with_hdrhistogram_and_merge(swept: Path) -> None:
         assert text.startswith("#[Histogram log format version 1.2]") and "values in ns" in text
         metric, *rest = name[: -len(".hlog")].split(".")
         policy = rest[0] if rest else ""
-        group = groups[rest[1][3:]] if len(rest) > 1 else None
+        cpus, group = groups[rest[1]] if len(rest) > 1 else ("all", None)
+        assert f"CPUs {cpus};" in text
         ours = result.histogram(metric, policy, group)
         template = hdr_histogram(ours)
         read = read_interval(folder / name, template)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
-from contextlib import suppress
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -278,33 +278,33 @@ def _sweep_locked(
 
     # room for the final meta.json on a full disk (the lock file holds it until then)
     lock.reserve(_reserve_bytes(meta))
-    try:
+    @contextmanager
+    def recorded() -> Iterator[None]:
+        """Whatever stops the work is recorded in meta.json before it propagates."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            interrupted()
+            raise
+        except BaseException:
+            fail("failed")
+            raise
+
+    with recorded():
         record("running", final=False)
         run_jobs(jobs, on_done, threads=threads, dask=dask, progress=progress)
         if shard_t:
             done = record("complete")
         else:
             record("rendering", final=False)
-    except KeyboardInterrupt:
-        interrupted()
-        raise
-    except BaseException:
-        fail("failed")
-        raise
     outcome = SweepRun(outdir, len(points), stats["points"], resumed, stats["fanouts"], run["wall_s"],
                        run["fanouts_per_s"], None, dict(run))  # fmt: skip
     if shard_t:
         outcome.run = done
         return outcome
-    try:
+    with recorded():
         outcome.rendered = render_dir(outdir, plots=plots)
         outcome.run = record("complete")
-    except KeyboardInterrupt:
-        interrupted()
-        raise
-    except BaseException:
-        fail("failed")
-        raise
     outcome.wall_s = outcome.run["wall_s"]
     return outcome
 

@@ -11,8 +11,9 @@ Layout of an output folder (``results/<name>/``)::
     report.txt             per point: the text report of ``mcsmp run`` (policy comparison first,
                            CPUs with identical rows grouped, quantiles beyond the data marked *)
     hgrm/<point_id>/<metric>[.<policy>].hgrm   HdrHistogram percentile distributions (ns)
-    hlog/<point_id>/<metric>[.<policy>][.cpu<list>].hlog   HdrHistogram interval logs (ns), per
-                           CPU group for P and H: merge them with measured histograms
+    hlog/<point_id>/<metric>[.<policy>][.group<g>].hlog   HdrHistogram interval logs (ns), per
+                           CPU group for P and H (its CPUs in the file's header): merge them
+                           with measured histograms
     plots/*.png, *.pdf     figures (mcsmp.plots)
 
 Everything but ``meta.json`` and ``hist/`` is derived: :func:`render_dir` rebuilds it, so
@@ -164,7 +165,7 @@ def _write_point_hlog(outdir: Path, point_id: str, result: PointResult, wanted: 
             hist = result.histogram(metric, pol, g)
             if not hist.n:
                 continue
-            name = ".".join([metric] + ([pol] if pol else []) + ([f"cpu{cpus}"] if g is not None else []))
+            name = ".".join([metric] + ([pol] if pol else []) + ([f"group{g}"] if g is not None else []))
             out.append(folder / f"{name}.hlog")
             what = f"metric {metric}" + (f", policy {pol}" if pol else "") + f", CPUs {cpus}"
             write_hlog(out[-1], hist, [f"mcsmp point {point_id}: {what}; {hist.n} samples in one interval",
