@@ -395,16 +395,9 @@ def test_quantiles_vs_cpus_when_cpus_are_swept(tmp_path: Path) -> None:
 def _figures(swept: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, object]:
     """Every figure of the sweep as a matplotlib Figure (drawn here, captured instead of saved)."""
     from mcsmp.io.tables import PointRows
-    from mcsmp.plots import figure, plot_point, render_plots
+    from mcsmp.plots import plot_point, render_plots
 
-    captured: dict[str, object] = {}
-
-    def keep(fig, folder, stem, pdf_pages=None, png_suffix="", **kw):  # type: ignore[no-untyped-def]
-        captured[stem + png_suffix] = fig
-        return []
-
-    monkeypatch.setattr(figure, "save", keep)
-    monkeypatch.setattr(figure, "atomic_open", lambda *a, **k: open(tmp_path / "pages.pdf", "wb"))  # noqa: SIM115
+    captured = _capture(monkeypatch, tmp_path)
     meta = json.loads((swept / "meta.json").read_text())
     points = []
     for e in meta["points"]:
