@@ -12,9 +12,24 @@ __all__ = ["read_bounded", "sha256_json", "usable_cpus"]
 
 
 def sha256_json(obj: Any) -> str:
-    """SHA-256 (hex) of the canonical JSON of ``obj``: sorted keys, no spaces, ``str`` for the rest."""
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    """SHA-256 (hex) of the canonical JSON of ``obj``: sorted keys, no spaces, ``str`` for the rest.
+
+    Keys of mixed types (``0`` and ``"a"`` in one mapping) cannot be sorted as they are; only then
+    are they sorted by their JSON text, so every hash that could be computed before is unchanged.
+    """
+    try:
+        blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    except TypeError:
+        blob = json.dumps(_str_keys(obj), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _str_keys(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k if isinstance(k, str) else f"<{type(k).__name__}>{k!r}": _str_keys(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_str_keys(v) for v in obj]
+    return obj
 
 
 def usable_cpus() -> int:

@@ -251,3 +251,13 @@ def test_wilson_band_without_trials_is_uninformative() -> None:
     lo, hi = wilson_band(np.array([0.2, 0.7]), 0)
     np.testing.assert_array_equal(lo, 0.0)
     np.testing.assert_array_equal(hi, 1.0)
+
+
+def test_canonical_hash_of_mixed_key_types() -> None:
+    """Mappings whose keys cannot be ordered (found by make fuzz: {None: .., "a": ..}) still hash,
+    deterministically, and hashes of sortable data are what they always were."""
+    from mcsmp._util import sha256_json
+
+    assert sha256_json({"b": 1, "a": [1, 2]}) == sha256_json({"a": [1, 2], "b": 1})
+    assert sha256_json({None: 1, "a": 2}) == sha256_json({"a": 2, None: 1})
+    assert sha256_json({None: 1, "a": 2}) != sha256_json({"null": 1, "a": 2})

@@ -481,6 +481,8 @@ def build_params(raw: RawParams) -> Params:
         for key in ("name", "rate_hz", "length"):
             if key not in item:
                 b.fail(p, f"missing key {key!r}")
+        if not isinstance(item["name"], str) or not item["name"]:
+            b.fail(f"{p}.name", f"expected a non-empty name, got {item['name']!r}")
         listed = _per_cpu_list(b, f"{p}.rate_hz", machine.cpus)
         if listed is not None:  # per CPU, like workload.rate_hz
             bg[i] = {**item, "rate_hz": listed}
