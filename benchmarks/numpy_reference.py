@@ -8,7 +8,7 @@ from ``numpy.random.Generator(SFC64)`` (the engine's bit generator; NumPy's own 
 NumPy's vectorised samplers. Histograms are recorded with :meth:`mcsmp.stats.Layout.index` and
 ``np.bincount``.
 
-It reads only :class:`mcsmp.params.Params` (distributions through ``Dist.components``) and
+It reads only :class:`mcsmp.config.Params` (distributions through ``Dist.components``) and
 MODEL.md, not the kernel, so it doubles as an independent check:
 tests/test_numpy_reference.py compares it with the engine in distribution.
 

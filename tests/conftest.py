@@ -1,7 +1,7 @@
 """Shared fixtures: analytic parameter sets built on an all-zero baseline, version header.
 
-``make_params`` builds :class:`mcsmp.params.Params` the way a user file would be (YAML file →
-:func:`~mcsmp.params.load_raw` → :func:`~mcsmp.params.apply_override` → :func:`~mcsmp.params.build_params`),
+``make_params`` builds :class:`mcsmp.config.Params` the way a user file would be (YAML file →
+:func:`~mcsmp.config.load_raw` → :func:`~mcsmp.config.apply_override` → :func:`~mcsmp.config.build_params`),
 starting from :data:`ZERO_BASE`: every cost, transfer, remote state, policy extra and background
 source is zero, so a test names exactly the terms that its closed form contains (MODEL.md §7).
 """

@@ -1,6 +1,6 @@
 """A slow, obviously correct pure-Python twin of the fan-out kernel, written from MODEL.md §1–§3.
 
-Independence is the point: this module reads only the spec and :class:`mcsmp.params.Params`
+Independence is the point: this module reads only the spec and :class:`mcsmp.config.Params`
 (``Dist.components`` as the source of distribution parameters). It does not import the kernel,
 the encoder or the compiled samplers; it draws from its own NumPy ``Generator`` in its own order,
 samples every family with NumPy's own methods and derives the equilibrium residual (a

@@ -2,7 +2,7 @@
 
 Each test builds Params on the all-zero baseline of ``conftest.ZERO_BASE`` (every cost, transfer,
 remote state and policy extra zero; ``k`` fixed through ``workload.mm_cpus`` with
-``target_prob: 1``), names only the terms of its closed form, runs :func:`mcsmp.engine.run_point`
+``target_prob: 1``), names only the terms of its closed form, runs :func:`mcsmp.sim.run_point`
 and compares the recorded histograms (or, with ``keep_samples``, the per-fan-out samples) with the
 exact answer:
 

@@ -2,7 +2,7 @@
 distribution, and the draw-floor micro-benchmark draws exactly what the kernel draws.
 
 - ``benchmarks/numpy_reference.py`` (vectorised NumPy, written from MODEL.md) against
-  :func:`mcsmp.engine.run_point` with ``keep_samples``: two-sample Kolmogorov–Smirnov tests on
+  :func:`mcsmp.sim.run_point` with ``keep_samples``: two-sample Kolmogorov–Smirnov tests on
   ``T``, ``S_L`` and, per policy, ``P`` and ``H``, for three configurations that between them cover
   cluster and physical IPIs, one and two sockets with SMT, the three request placements, all
   remote states, per-CPU rates, ``generic`` and kernel-range calls and all preemption models.

@@ -293,7 +293,7 @@ def test_hgrm_writer_is_hdrhs_own_output(swept: Path) -> None:
 
 
 def _recorded_value(layout: Layout, b: int) -> float:
-    """Where our bucket ``b`` is recorded in the HdrHistogram (module docstring of mcsmp.outputs)."""
+    """Where our bucket ``b`` is recorded in the HdrHistogram (module docstring of mcsmp.io.hgrm)."""
     e = layout.edges
     if b == 0:
         return 0.0

@@ -167,7 +167,7 @@ def get_key(data: Any, key: str) -> Any:
 def set_key(raw: RawParams, key: str, value: Any, origin: str) -> RawParams:
     """``raw`` with dotted ``key`` set to ``value``, walking into lists (``a.b[1].c``).
 
-    :func:`mcsmp.params.apply_override` replaces a list by a mapping when the path continues
+    :func:`mcsmp.config.apply_override` replaces a list by a mapping when the path continues
     past an index, so fit keys inside mixture components go through here. The key must exist.
     """
     data = deepcopy_data(raw.data)
