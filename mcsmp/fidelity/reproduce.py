@@ -39,7 +39,7 @@ from ..config import RawParams, apply_override, build_params, load_raw
 from ..config.schema import key_from_hash
 from ..errors import UserError
 from ..io.atomic import write_atomic
-from ..io.tables import bin_label, csv_text, format_ns, text_table
+from ..io.tables import bin_label, cpu_order, csv_text, format_ns, text_table
 from ..metrics import MetricRow, compute_metrics
 from ..sim import run_point
 from .targets import Target, TargetsFile, load_targets, model_row, with_target_quantiles
@@ -318,8 +318,7 @@ def _table(header: list[str], body: list[list[str]]) -> list[str]:
 
 
 def _cpu_key(c: Comparison) -> tuple[int, str]:
-    cpu = c.target.cpu
-    return (int(cpu) if cpu.isdigit() else 10**6, cpu)
+    return cpu_order(c.target.cpu)
 
 
 def format_report(rep: Reproduction) -> str:

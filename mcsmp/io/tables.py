@@ -23,6 +23,7 @@ __all__ = [
     "SUMMARY_COLUMNS",
     "PointRows",
     "bin_label",
+    "cpu_order",
     "cpu_ranges",
     "csv_cell",
     "csv_text",
@@ -34,6 +35,11 @@ __all__ = [
     "summary_rows",
     "text_table",
 ]
+
+
+def cpu_order(cpu: str) -> tuple[int, str]:
+    """Sort key of a CPU label: ids in numeric order, then labels such as ``all`` or ``max``."""
+    return (int(cpu) if cpu.isdigit() else 1 << 62, cpu)
 
 
 def cpu_ranges(cpus: Sequence[int], limit: int = 0) -> str:

@@ -8,15 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from ..io.tables import bin_label
+from ..io.tables import bin_label, cpu_order
 from .figure import new_figure, save
 
 __all__ = ["render_figure"]
 
 
 def _cpu_key(c: Any) -> tuple[int, str]:
-    cpu = c.target.cpu
-    return (int(cpu) if cpu.isdigit() else 10**6, cpu)
+    return cpu_order(c.target.cpu)
 
 
 

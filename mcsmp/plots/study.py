@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .._util import usable_cpus
-from ..io.tables import cpu_ranges
+from ..io.tables import cpu_order, cpu_ranges
 from ..metrics import quantile_label
 from .data import PlotPoint
 from .figure import PLACEMENT_STYLE, RC, ROWS_PER_PAGE, WINDOW_PANELS_PER_PAGE, ns_axis, paged, style_of
@@ -489,7 +489,7 @@ def _window_rows(pt: PlotPoint) -> dict[str, list[Any]]:
     for r in pt.rows:
         if r.metric == "window_max_ns":
             by.setdefault(r.cpu, []).append(r)
-    return dict(sorted(by.items(), key=lambda kv: (not kv[0].isdigit(), int(kv[0]) if kv[0].isdigit() else 0, kv[0])))
+    return dict(sorted(by.items(), key=lambda kv: cpu_order(kv[0])))
 
 
 def cpu_groups(pt: PlotPoint) -> list[tuple[str, list[str]]]:
