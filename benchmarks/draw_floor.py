@@ -9,7 +9,7 @@ timeline, the distance classes beyond what decides whether a draw happens, the a
 the request reads, the wait loop, the policies and the histograms.
 
 That it draws exactly the same variates is checked, not assumed: after a chunk both functions
-must leave both random streams in the same state (:func:`check_same_draws`, also run by
+must leave all three random streams in the same state (:func:`check_same_draws`, also run by
 ``benchmarks/bench.py`` and tests/test_numpy_reference.py). The ratio kernel time / floor time is
 then the cost of the model itself on top of its random numbers.
 
@@ -61,6 +61,7 @@ def draw_only(  # type: ignore[no-untyped-def]
     tail_rows = wait_tail_cum.reshape(-1, 1)
     rs = (state[0, 0], state[0, 1], state[0, 2], state[0, 3])
     xs = (state[1, 0], state[1, 1], state[1, 2], state[1, 3])
+    ps = (state[2, 0], state[2, 1], state[2, 2], state[2, 3])
     slot = np.arange(K.N_DISTS)  # run-time slot ids: one compiled specialisation, not one per slot
     pk, pa, pb = fast_params(index, table, slot[K.D_PAGES])
     ek, ea, eb = fast_params(index, table, slot[K.D_ENTRY])
@@ -189,23 +190,16 @@ def draw_only(  # type: ignore[no-untyped-def]
             if not ok:
                 x, rs = sample(index, table, wd, rs)
             acc ^= float_bits(x)
-        if is_tlb and k > 0:
-            two_lines = False
-            if placement == K.PLACE_STACK:
-                u, rs = uniform(rs)
-                two_lines = 8 * min(int(u * 8), 7) + ip[K.I_INFO_BYTES] > 64
+        if is_tlb and k > 0 and placement != K.PLACE_PERCPU:  # the request stream's draws (§2)
+            u, ps = uniform(ps)
+            acc ^= float_bits(u)
             for _j in range(k):
-                if placement == K.PLACE_STACK:
-                    u, rs = uniform(rs)
+                for _line in range(3):  # two false-sharing uniforms and the TLB-miss one
+                    u, ps = uniform(ps)
                     acc ^= float_bits(u)
-                    if two_lines:
-                        u, rs = uniform(rs)
-                        acc ^= float_bits(u)
-                if placement != K.PLACE_PERCPU:
-                    u, rs = uniform(rs)
-                    if u < fp[K.F_TLB_MISS]:
-                        x, rs = sample(index, table, slot[K.D_PAGE_WALK], rs)
-                        acc ^= float_bits(x)
+                if u < fp[K.F_TLB_MISS]:
+                    x, ps = sample(index, table, slot[K.D_PAGE_WALK], ps)
+                    acc ^= float_bits(x)
         u, rs = uniform(rs)
         acc ^= float_bits(u)
         u, rs = uniform(rs)
@@ -215,6 +209,7 @@ def draw_only(  # type: ignore[no-untyped-def]
             acc ^= float_bits(spin)
     state[0, 0], state[0, 1], state[0, 2], state[0, 3] = rs
     state[1, 0], state[1, 1], state[1, 2], state[1, 3] = xs
+    state[2, 0], state[2, 1], state[2, 2], state[2, 3] = ps
     return acc
 
 
@@ -244,7 +239,7 @@ def _floor_chunk(model: CompiledModel, n: int, state: np.ndarray, tail: np.ndarr
 
 
 def check_same_draws(params: Params, n: int = 4096, tail: np.ndarray | None = None, scale: float = 0.0) -> bool:
-    """True when ``draw_only`` and ``run_chunk`` leave both streams in the same state."""
+    """True when ``draw_only`` and ``run_chunk`` leave all three streams in the same state."""
     model = compile_model(params)
     tail = np.zeros(0) if tail is None else tail
     a, b = stream_states(params.seed, params.stream_key, 0), stream_states(params.seed, params.stream_key, 0)

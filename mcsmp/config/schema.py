@@ -204,10 +204,19 @@ class Params:
         return self.model_hash[:10]
 
     @property
+    def stream_hash(self) -> str:
+        """The model hash with ``cache.placement`` set to ``percpu``: points that differ only in
+        the flush-request placement share their random streams (docs/model.md §6, reading 9.22),
+        so their differences are paired. A percpu point's stream hash is its model hash."""
+        model = self.model_dict()
+        model["cache"] = {**model["cache"], "placement": "percpu"}
+        return sha256_json(model)
+
+    @property
     def stream_key(self) -> int:
-        """The key of this point's random streams (docs/model.md §6): from the model hash, so
-        two points draw alike exactly when they simulate the same model."""
-        return key_from_hash(self.model_hash)
+        """The key of this point's random streams (docs/model.md §6): from :attr:`stream_hash`, so
+        two points draw alike exactly when they simulate the same model up to the placement."""
+        return key_from_hash(self.stream_hash)
 
 
 def key_from_hash(hex_hash: str) -> int:

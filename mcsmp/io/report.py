@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ..metrics import METRICS, MetricRow
+from ..metrics import METRICS, MetricRow, diff_statistic
 from .tables import cpu_ranges, format_ns, text_table
 
 __all__ = ["BEYOND_NOTE", "SCHEMA_VERSION", "comparison_table", "row_record", "rows_to_json", "text_report"]
@@ -21,6 +21,7 @@ __all__ = ["BEYOND_NOTE", "SCHEMA_VERSION", "comparison_table", "row_record", "r
 # per policy-dependent time metric; counts and analytic values have their own layouts below.
 _SAMPLED = tuple(m.name for m in METRICS.values() if m.unit == "ns" and not m.per_policy)
 _PER_POLICY = tuple(m.name for m in METRICS.values() if m.unit == "ns" and m.per_policy)
+DIFF_PREFIX = diff_statistic("")
 BEYOND_NOTE = ("* beyond the data: the quantile's 95% interval needs an order statistic past the samples "
                "(or its upper bound is open), so its upper bound is no bound; simulate more samples")  # fmt: skip
 
@@ -89,6 +90,25 @@ def comparison_table(rows: Sequence[MetricRow]) -> str:
     return text_table(head, body, title)
 
 
+def _signed_ns(v: float) -> str:
+    return ("+" if v > 0 else "−" if v < 0 else "") + format_ns(abs(v)) if math.isfinite(v) else format_ns(v)
+
+
+def paired_table(rows: Sequence[MetricRow]) -> str:
+    """Paired differences of means on common random numbers (``mean_diff_vs_*`` rows): policies
+    against ``preempt_off``, placements against ``percpu``, each with its 95% interval."""
+    diffs = [r for r in rows if r.statistic.startswith(DIFF_PREFIX)]
+    if not diffs:
+        return ""
+    body = [
+        [r.metric, r.policy or "-", r.statistic[len(DIFF_PREFIX):],
+         f"{_signed_ns(r.value)} [{_signed_ns(r.low)}, {_signed_ns(r.high)}]"]
+        for r in diffs
+    ]  # fmt: skip
+    return text_table(["metric", "policy", "minus", "difference of means [95% CI]"], body,
+                      "Paired differences (common random numbers: same draws, so most noise cancels)")
+
+
 def text_report(rows: Sequence[MetricRow], header: str = "", with_ci: bool = True) -> str:
     """The policy comparison, then per-policy tables of each metric's mean and quantiles with 95%
     intervals (CPUs with identical rows grouped)."""
@@ -127,6 +147,9 @@ def text_report(rows: Sequence[MetricRow], header: str = "", with_ci: bool = Tru
 
         body = [[label, *cells] for pol in policies for label, cells in _grouped(exceed, pol, counts_of)]
         out.append(text_table(["policy"] + bins, body, "exceed_count (expected sections per CPU over report.duration_h)"))
+    paired = paired_table(rows)
+    if paired:
+        out.append(paired)
     mask = [r for r in rows if r.metric == "mask_bytes"]
     if mask:
         out.append("mask_bytes: " + ", ".join(f"{r.policy}.{r.statistic}={r.value:g}" for r in mask))

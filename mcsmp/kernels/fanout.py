@@ -197,9 +197,11 @@ def run_chunk(
     ``trace`` (``float64[n_fanouts, N_TRACE_COLS]`` or empty) receives what
     :func:`replay_policies` needs to redo the policy rows with a re-entry spin.
 
-    ``state`` is ``uint64[2, 4]``: the :mod:`~mcsmp.kernels.rng` states of the main stream (row 0,
-    drives the timeline) and the auxiliary stream (row 1, drives only the re-entry spin, so
-    enabling the second pass leaves every other draw unchanged); both are advanced in place.
+    ``state`` is ``uint64[3, 4]``: the :mod:`~mcsmp.kernels.rng` states of the main stream (row 0,
+    drives the timeline), the auxiliary stream (row 1, drives only the re-entry spin, so
+    enabling the second pass leaves every other draw unchanged) and the request stream (row 2,
+    the flush-request placement's draws of §2, so placements share the timeline); all are
+    advanced in place.
     ``wait_tail_cum`` is the cumulative length-biased weight of each bucket of the first pass's
     ``T − S_L`` histogram (empty when re-entry is off).
 
@@ -237,6 +239,7 @@ def run_chunk(
 
     rs = (state[0, 0], state[0, 1], state[0, 2], state[0, 3])  # main stream
     xs = (state[1, 0], state[1, 1], state[1, 2], state[1, 3])  # auxiliary stream
+    ps = (state[2, 0], state[2, 1], state[2, 2], state[2, 3])  # request stream (§2 draws)
     # Slot ids as run-time values: a literal argument would compile a specialisation per slot.
     slot = np.arange(N_DISTS)
     pk, pa, pb = fast_params(index, table, slot[D_PAGES])
@@ -415,27 +418,28 @@ def run_chunk(
             c[j] = h[j] + wmul * x + transfer[cls[j]]
 
         # ---- §2 flush-request cost: own read cost, then serialised by arrival at the line -------
+        # Its draws come from the request stream alone, the same ones for both stack placements,
+        # and percpu draws none: points that differ only in placement share every other draw
+        # (common random numbers, docs/model.md §6).
         if is_tlb and k > 0:
             two_lines = False
-            if placement == PLACE_STACK:
-                u, rs = uniform(rs)
+            on_stack = placement != PLACE_PERCPU
+            if on_stack:
+                u, ps = uniform(ps)
                 offset = 8 * min(int(u * 8), 7)
-                two_lines = offset + info_bytes > 64
+                two_lines = placement == PLACE_STACK and offset + info_bytes > 64
             for j in range(k):
                 cost = transfer[cls[j]]
-                if placement == PLACE_STACK:
-                    u, rs = uniform(rs)
-                    shared = u < false_sharing
-                    if two_lines:
-                        u, rs = uniform(rs)
-                        if u < false_sharing:
-                            shared = True
-                    if shared:
+                if on_stack:
+                    u_line1, ps = uniform(ps)
+                    u_line2, ps = uniform(ps)
+                    u_miss, ps = uniform(ps)
+                    if placement == PLACE_STACK and (
+                        u_line1 < false_sharing or (two_lines and u_line2 < false_sharing)
+                    ):
                         cost += transfer[cls[j]]
-                if placement != PLACE_PERCPU:
-                    u, rs = uniform(rs)
-                    if u < tlb_miss:
-                        x, rs = sample(index, table, slot[D_PAGE_WALK], rs)
+                    if u_miss < tlb_miss:
+                        x, ps = sample(index, table, slot[D_PAGE_WALK], ps)
                         cost += x
                 own[j] = cost
             # order[r] = index of the r-th read by arrival h (stable: ties keep target order)
@@ -508,6 +512,7 @@ def run_chunk(
     sums[H_INFO_COST] = info_sum
     state[0, 0], state[0, 1], state[0, 2], state[0, 3] = rs
     state[1, 0], state[1, 1], state[1, 2], state[1, 3] = xs
+    state[2, 0], state[2, 1], state[2, 2], state[2, 3] = ps
 
 
 @kernel

@@ -25,9 +25,13 @@ from ..dists import Dist
 from ..errors import OverloadError
 from ..sim.engine import PointResult
 from ..sim.histogram import Z95, Histogram
+from .paired import paired_mean_difference
 from .registry import METRICS, quantile_label
 
-__all__ = ["MetricRow", "compute_metrics", "wakeup_cdf", "wilson_band"]
+__all__ = [
+    "MetricRow", "compute_metrics", "diff_statistic", "difference_rows", "paired_histograms", "wakeup_cdf",
+    "wilson_band",
+]  # fmt: skip
 
 NS_PER_S = 1e9
 _SAMPLED = {m.name for m in METRICS.values() if m.kind == "sampled"}
@@ -348,7 +352,61 @@ def compute_metrics(result: PointResult) -> list[MetricRow]:
         rows += _rows_from_hist("hotplug_block_ns", policy, "all", pooled_h, qs)
         rdv = _Curve(edges, rdv_cdf, rdv_lo, rdv_hi, math.sqrt(mean_var))
         rows += _rows_from_curve("rendezvous_ns", policy, "all", rdv, qs, pooled_h.n)
+    rows += policy_difference_rows(result)
     rows += mask_rows(params)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Paired differences on common random numbers (docs/model.md §5)
+
+PAIRED_METRICS = ("call_ns", "info_cost_ns", "remote_wait_ns", "preempt_off_ns", "hotplug_block_ns")
+
+
+def diff_statistic(baseline: str) -> str:
+    """The statistic name of a paired difference of means: ``mean_diff_vs_percpu``."""
+    return f"mean_diff_vs_{baseline}"
+
+
+def paired_histograms(result: PointResult) -> dict[tuple[str, str], Histogram]:
+    """The histograms whose means are compared across placements, by (metric, policy)."""
+    out = {}
+    for metric in PAIRED_METRICS:
+        for policy in params_policies(metric, result.params):
+            out[(metric, policy)] = result.histogram(metric, policy)
+    return out
+
+
+def params_policies(metric: str, params: Params) -> tuple[str, ...]:
+    return params.policies if METRICS[metric].per_policy else ("",)
+
+
+def difference_rows(
+    mine: dict[tuple[str, str], Histogram], base: dict[tuple[str, str], Histogram], baseline: str
+) -> list[MetricRow]:
+    """``mean(mine) − mean(base)`` per (metric, policy) both have, with paired intervals."""
+    rows = []
+    for (metric, policy), hist in mine.items():
+        other = base.get((metric, policy))
+        if other is None or hist.n == 0 or other.n == 0:
+            continue
+        d = paired_mean_difference(hist, other)
+        rows.append(MetricRow(metric, policy, "all", diff_statistic(baseline), d.value, d.low, d.high, hist.n))
+    return rows
+
+
+def policy_difference_rows(result: PointResult) -> list[MetricRow]:
+    """P and H of every policy minus those of ``preempt_off`` (else the first policy), paired:
+    every policy is evaluated on the same timeline (§3)."""
+    pols = result.params.policies
+    baseline = "preempt_off" if "preempt_off" in pols else pols[0]
+    rows = []
+    for metric in ("preempt_off_ns", "hotplug_block_ns"):
+        base = {(metric, ""): result.histogram(metric, baseline)}
+        for policy in pols:
+            if policy != baseline:
+                diff = difference_rows({(metric, ""): result.histogram(metric, policy)}, base, baseline)
+                rows += [dataclasses.replace(r, policy=policy) for r in diff]
     return rows
 
 

@@ -7,6 +7,9 @@
   quantiles of ``preempt_off_ns`` per policy with their 95% intervals.
 - ``placement_cost``: ``info_cost_ns`` (mean and p99) per ``cache.placement`` versus CPU count
   (or per placement when the CPU count is not swept).
+- ``placement_difference``: paired differences of mean ``call_ns``, ``info_cost_ns`` and
+  ``preempt_off_ns`` of each stack placement minus its percpu twin (the point on the same random
+  streams), with their 95% intervals; only when a sweep has such twins.
 - ``window_max_per_cpu``: the per-CPU table of window-maximum quantiles (p50 and p99) per policy
   with their 95% intervals, beside the values of ``report.reference`` when the point has them;
   without a reference, CPUs with identical rows share one tick (``0,3,8,…``).
@@ -33,7 +36,7 @@ import numpy as np
 
 from .._util import usable_cpus
 from ..io.tables import cpu_order, cpu_ranges
-from ..metrics import quantile_label
+from ..metrics import diff_statistic, quantile_label
 from .data import PlotPoint
 from .figure import PLACEMENT_STYLE, RC, ROWS_PER_PAGE, WINDOW_PANELS_PER_PAGE, ns_axis, paged, style_of
 
@@ -479,6 +482,49 @@ def _placement_cost(folder: Path, points: Sequence[PlotPoint], swept: Sequence[s
     return paged(folder, "placement_cost", groups, make, ROWS_PER_PAGE)
 
 
+def _placement_difference(folder: Path, points: Sequence[PlotPoint], swept: Sequence[str]) -> list[Path]:
+    """Paired differences of means against the percpu twin (``mean_diff_vs_percpu`` rows), one row
+    per group of points on common random numbers, one panel per compared quantity."""
+    from matplotlib.lines import Line2D
+
+    stat = diff_statistic("percpu")
+    panels = [("call_ns", "", "call_ns"), ("info_cost_ns", "", "info_cost_ns")]
+    pols = _all_policies(points)
+    if pols:
+        panels.append(("preempt_off_ns", pols[0], f"preempt_off_ns ({pols[0]})"))
+    groups: dict[str, dict[str, PlotPoint]] = {}
+    for pt in points:
+        if any(r.statistic == stat for r in pt.rows) or pt.params.cache.placement == "percpu":
+            groups.setdefault(pt.params.stream_hash, {})[pt.params.cache.placement] = pt
+    rows = [(g["percpu"], g) for g in groups.values() if "percpu" in g and len(g) > 1]
+    if not rows:
+        return []
+    placements = [p for p in dict.fromkeys(pl for _, g in rows for pl in g) if p != "percpu"]
+    keys = [k for k in swept if k != "cache.placement"]
+
+    def make(page: Sequence[tuple[PlotPoint, dict[str, PlotPoint]]]) -> Any:
+        g = _Grid(len(panels), len(panels), panel=(2.6, 0.5 * len(page) + 0.4), sharey=True, legend=placements, left=2.4)
+        labels = [point_title(base, keys, 36) for base, _ in page]
+        for ax, (metric, policy, title) in zip(g.axes, panels, strict=True):
+            for k, place in enumerate(placements):
+                got = [(i + 0.15 * (k - (len(placements) - 1) / 2), _rows(mem[place], metric, policy, stat))
+                       for i, (_, mem) in enumerate(page) if place in mem]  # fmt: skip
+                got = [(y, v) for y, v in got if v is not None]
+                if got:
+                    st = PLACEMENT_STYLE.get(place, {"color": "#444444", "linestyle": "-", "marker": "x"})
+                    _errorbars(ax, np.array([y for y, _ in got]), np.array([v for _, v in got], float), st,
+                               horizontal=True, line=False)  # fmt: skip
+            ax.axvline(0.0, color="#888888", lw=0.6)
+            ax.set_title(f"{title}\nminus percpu (paired)", loc="left")
+            ax.set_yticks(range(len(page)), labels, fontsize="x-small")
+        g.finish(xlabel="difference of means, ns (bars: 95%)", ylim=(len(page) - 0.5, -0.5))  # first point on top
+        g.legend([Line2D([], [], label=f"{pl} − percpu", markerfacecolor="white", **PLACEMENT_STYLE.get(pl, {}))
+                  for pl in placements])  # fmt: skip
+        return g.fig
+
+    return paged(folder, "placement_difference", rows, make, ROWS_PER_PAGE * 4)
+
+
 # --------------------------------------------------------------------------------------------
 # Per-CPU window maximum
 
@@ -586,6 +632,7 @@ def _figure_task(name: str, folder: Path, points: Sequence[PlotPoint], swept: Se
         return {
             "quantiles_vs_cpus": _quantiles_vs_cpus, "quantiles_by_point": _quantiles_by_point,
             "placement_cost": _placement_cost, "window_max_per_cpu": _window_max,
+            "placement_difference": _placement_difference,
         }[name](folder, points, swept)  # fmt: skip
 
 
@@ -619,7 +666,8 @@ def render_plots(
     if not points:
         return []
     quantiles = "quantiles_vs_cpus" if len({p.params.machine.cpus for p in points}) > 1 else "quantiles_by_point"
-    names = ["ccdf_preempt_off_ns", "window_max_per_cpu", "ccdf_wakeup_ns", quantiles, "placement_cost"]
+    names = ["ccdf_preempt_off_ns", "window_max_per_cpu", "ccdf_wakeup_ns", quantiles, "placement_cost",
+             "placement_difference"]
     if processes is None:
         usable = usable_cpus()
         # fork only a single-threaded process (forking live threads can deadlock; Python warns)

@@ -62,10 +62,12 @@ PILOT_CHUNKS = 16
 # SFC64 rather than PCG64: a 4-word state with add/xor/shift/rotate only, cheap enough to run
 # inline in registers (PCG64 needs a 128-bit multiply); see BENCHMARKS.md for the measurements.
 STREAM_SCHEME = (
-    "SFC64(SeedSequence(seed, spawn_key=(int(model_hash[:16], 16), chunk, stream))), stream 0 the "
-    "timeline, 1 the re-entry spin; draws = numpy.random.Generator(SFC64) transforms, bit for bit"
+    "SFC64(SeedSequence(seed, spawn_key=(int(stream_hash[:16], 16), chunk, stream))), stream_hash the "
+    "model hash with cache.placement set to percpu (placements share draws), stream 0 the timeline, "
+    "1 the re-entry spin, 2 the flush-request placement's draws; draws = numpy.random.Generator(SFC64) "
+    "transforms, bit for bit"
 )
-MAIN_STREAM, AUX_STREAM = 0, 1
+MAIN_STREAM, AUX_STREAM, REQUEST_STREAM = 0, 1, 2
 
 
 MAX_THREADS = 1024  # worker threads (--threads, MCSMP_THREADS)
@@ -87,8 +89,11 @@ def chunk_sizes(samples: int) -> list[int]:
 
 
 def stream_states(seed: int, stream_key: int, chunk: int) -> np.ndarray:
-    """``uint64[2, 4]``: the SFC64 states of chunk ``chunk``'s main and auxiliary streams."""
-    seqs = (np.random.SeedSequence(seed, spawn_key=(stream_key, chunk, st)) for st in (MAIN_STREAM, AUX_STREAM))
+    """``uint64[3, 4]``: the SFC64 states of chunk ``chunk``'s main, auxiliary and request streams."""
+    seqs = (
+        np.random.SeedSequence(seed, spawn_key=(stream_key, chunk, st))
+        for st in (MAIN_STREAM, AUX_STREAM, REQUEST_STREAM)
+    )
     return np.stack([seed_state(ss) for ss in seqs])
 
 
@@ -313,7 +318,7 @@ def warm_up(model: CompiledModel) -> None:
             run_chunk(
                 0, model.ip, model.fp.copy(), model.index, model.table, model.rate_cum, model.rate_hz,
                 model.group_of, model.policies, np.zeros(0), model.layout.edges,
-                np.zeros((2, 4), dtype=np.uint64), counts, np.zeros(model.n_hists), samples,
+                np.zeros((3, 4), dtype=np.uint64), counts, np.zeros(model.n_hists), samples,
                 np.zeros((0, K.N_TRACE_COLS)),
             )  # fmt: skip
             _WARM.add("run_chunk")

@@ -37,7 +37,7 @@ from ..io.histfile import hist_path, load_hist
 from ..io.meta import load_meta
 from ..io.report import text_report
 from ..io.tables import PointRows, cpu_ranges, csv_text, mask_table, per_cpu_table, summary_header, summary_rows
-from ..metrics import METRICS, compute_metrics
+from ..metrics import METRICS, compute_metrics, difference_rows, paired_histograms
 from ..plots import PlotPoint, plot_point, render_plots
 from ..sim import PointResult, chunk_sizes
 
@@ -77,6 +77,7 @@ def render_dir(
             swept.setdefault(key, None)
     swept_keys = list(swept)
     points: list[PointRows] = []
+    twins: dict[tuple[Any, ...], dict[str, tuple[PointRows, Any]]] = {}  # points on the same streams
     errors: list[str] = []
     files: list[Path] = []
     for e in entries:
@@ -100,7 +101,16 @@ def render_dir(
             errors.append(f"point [{pt.index}] {pt.id}: {exc}")
         if hgrm:
             files += _write_point_hgrm(outdir, pt.id, result)
-        points.append(plot_point(pt, result) if plots else pt)
+        pt = plot_point(pt, result) if plots else pt
+        points.append(pt)
+        if pt.rows and result.params.workload.call != "generic":
+            twins.setdefault(_twin_key(result), {})[result.params.cache.placement] = (pt, paired_histograms(result))
+    for by_placement in twins.values():  # placements on common random numbers: paired with percpu
+        if "percpu" in by_placement:
+            base = by_placement["percpu"][1]
+            for placement, (pt, mine) in by_placement.items():
+                if placement != "percpu":
+                    pt.rows += difference_rows(mine, base, "percpu")
     good = [pt for pt in points if pt.rows]
     body = [row for pt in good for row in summary_rows(pt, swept_keys)]
     write_atomic(outdir / "summary.csv", csv_text(summary_header(swept_keys), body))
@@ -116,6 +126,13 @@ def render_dir(
         files += render_plots(outdir / PLOTS_DIR, [pt for pt in points if isinstance(pt, PlotPoint)], swept_keys)
     _remove_stale(outdir, files, hgrm=hgrm, plots=plots)
     return RenderReport(files, errors, len(points))
+
+
+def _twin_key(result: PointResult) -> tuple[Any, ...]:
+    """Points with equal keys ran on the same random streams and chunks (docs/model.md §6): they
+    differ at most in ``cache.placement``."""
+    key = result.params.stream_key if result.stream_key is None else result.stream_key
+    return key, result.params.seed, result.params.samples, result.params.stream_hash
 
 
 def _remove_stale(outdir: Path, written: list[Path], *, hgrm: bool, plots: bool) -> None:
