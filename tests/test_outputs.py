@@ -222,7 +222,8 @@ def test_report_reproduces_every_table_byte_for_byte(swept: Path, capsys: pytest
     # other quantiles and windows, from the same histograms
     assert main(["report", str(swept), "--quantiles", "0.25,0.75", "0.95", "--window-s", "60", "--no-plots"]) == 0
     _, rows = _csv(swept / "summary.csv")
-    assert {r["statistic"] for r in rows} == {"mean", "p25", "p75", "p95"}
+    # the quantiles asked for, the mean and the paired differences (policies, placements)
+    assert {r["statistic"] for r in rows} == {"mean", "p25", "p75", "p95", "mean_diff_vs_preempt_off", "mean_diff_vs_percpu"}
     _, per_cpu = _csv(swept / "per_cpu.csv")
     assert {r["window_s"] for r in per_cpu} == {"60.0"}
     assert json.loads((swept / "meta.json").read_text())["rendered"]["overrides"]["report.window_s"] == 60.0
@@ -365,7 +366,8 @@ def test_plots_are_valid_png_and_pdf(swept: Path) -> None:
     from matplotlib.image import imread
 
     plots = swept / "plots"
-    stems = {"ccdf_preempt_off_ns", "ccdf_wakeup_ns", "quantiles_by_point", "placement_cost", "window_max_per_cpu"}
+    stems = {"ccdf_preempt_off_ns", "ccdf_wakeup_ns", "quantiles_by_point", "placement_cost", "window_max_per_cpu",
+             "placement_difference"}  # fmt: skip
     assert {p.stem for p in plots.glob("*.png")} == stems
     assert {p.stem for p in plots.glob("*.pdf")} == stems
     for png in plots.glob("*.png"):
@@ -475,6 +477,34 @@ def test_figures_show_the_reported_values(swept: Path, monkeypatch: pytest.Monke
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == legend[: len(labels)] and "reference p99" in legend and "model p99" in legend
     assert "bars: 95% interval" in legend
+
+
+def test_placement_difference_figure_shows_the_summary(swept: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:  # fmt: skip
+    """The paired-difference figure (drawn by the folder's own rendering) plots, per stack point, the
+    summary's ``mean_diff_vs_percpu`` rows with their intervals."""
+    from matplotlib.container import ErrorbarContainer
+
+    from mcsmp.plots import study
+    from mcsmp.sweeps.render import render_dir
+
+    figs = _capture(monkeypatch, tmp_path)
+    monkeypatch.setattr(study, "usable_cpus", lambda: 1)  # draw here, where the capture is
+    render_dir(swept, hgrm=False)
+    fig = figs["placement_difference"]
+    _, rows = _csv(swept / "summary.csv")
+    for ax, (metric, policy) in zip(fig.axes, (("call_ns", ""), ("info_cost_ns", ""), ("preempt_off_ns", "preempt_off")),
+                                    strict=True):  # fmt: skip
+        want = sorted((float(r["value_ns"]), float(r["ci95_low_ns"]), float(r["ci95_high_ns"])) for r in rows
+                      if r["statistic"] == "mean_diff_vs_percpu" and r["metric"] == metric and r["policy"] == policy)  # fmt: skip
+        assert len(want) == N_POINTS // 2  # one stack point per percpu twin (policy.reentry bound/off)
+        got = []
+        for bar in (c for c in ax.containers if isinstance(c, ErrorbarContainer)):
+            xs = np.asarray(bar.lines[0].get_xdata(), float)
+            segs = bar.lines[2][0].get_segments()
+            got += [(float(x), float(seg[0][0]), float(seg[1][0])) for x, seg in zip(xs, segs, strict=True)]
+        assert np.allclose(sorted(got), want)
+        assert all(lo < v < hi for v, lo, hi in want)  # finite (one chunk here: the conservative interval)
 
 
 def _bar_triples(bars: list) -> list[tuple[float, float, float]]:  # type: ignore[type-arg]

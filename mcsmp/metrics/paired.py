@@ -9,9 +9,10 @@ means over the chunks of the per-chunk difference of the linearised ratio estima
 ``e_c = (S_a,c − mean_a N_a,c) / N_a − (S_b,c − mean_b N_b,c) / N_b`` (``S`` the chunk's sum,
 ``N`` its count of recorded values, ``N_a = Σ_c N_a,c``), so
 ``SE² = k/(k − 1) Σ_c e_c²`` over ``k`` chunks and the 95% interval is ``± t_{k−1} SE``.
-The chunks are independent (own streams), which is what batch means needs; fewer than two common
-chunks leave the interval open (``[−inf, inf]``): one chunk's values are not independent of each
-other in a way the histogram can tell.
+The chunks are independent (own streams), which is what batch means needs. With fewer than two
+common chunks the histograms cannot tell how strongly the two are correlated, and the interval
+falls back to the conservative ``± (h_a + h_b)``, the sum of the two means' own half-widths
+(``sd(A − B) ≤ sd(A) + sd(B)`` whatever the correlation); it is open only when one of those is.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ __all__ = ["PairedDifference", "paired_mean_difference"]
 @dataclass(frozen=True)
 class PairedDifference:
     value: float  # mean(a) − mean(b)
-    low: float  # its 95% interval (open, ±inf, with fewer than two chunks)
+    low: float  # its 95% interval (conservative with fewer than two chunks)
     high: float
     chunks: int  # chunks behind the interval
     independent_half_width: float  # what unpaired runs of the same sizes would give (both SEs)
@@ -52,14 +53,15 @@ def paired_mean_difference(a: Histogram, b: Histogram, z: float = 1.959963984540
     half_a = a.mean_interval(z)
     half_b = b.mean_interval(z)
     unpaired = math.hypot(half_a[1] - a.mean, half_b[1] - b.mean)
+    conservative = (half_a[1] - a.mean) + (half_b[1] - b.mean)  # any correlation (module doc)
     if a.batches is None or b.batches is None or len(a.batches[1]) != len(b.batches[1]):
-        return PairedDifference(value, -math.inf, math.inf, 0, unpaired)
+        return PairedDifference(value, value - conservative, value + conservative, 0, unpaired)
     sa, ca = a.batches[0], a.batches[1].astype(float)
     sb, cb = b.batches[0], b.batches[1].astype(float)
     used = (ca > 0) & (cb > 0)
     k = int(used.sum())
     if k < 2:
-        return PairedDifference(value, -math.inf, math.inf, k, unpaired)
+        return PairedDifference(value, value - conservative, value + conservative, k, unpaired)
     e = (sa[used] - a.mean * ca[used]) / ca.sum() - (sb[used] - b.mean * cb[used]) / cb.sum()
     se = math.sqrt(k / (k - 1) * float(np.sum(e * e)))
     t = float(sps.t.ppf(0.5 + _level(z) / 2, k - 1))

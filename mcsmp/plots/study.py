@@ -509,7 +509,7 @@ def _placement_difference(folder: Path, points: Sequence[PlotPoint], swept: Sequ
             for k, place in enumerate(placements):
                 got = [(i + 0.15 * (k - (len(placements) - 1) / 2), _rows(mem[place], metric, policy, stat))
                        for i, (_, mem) in enumerate(page) if place in mem]  # fmt: skip
-                got = [(y, v) for y, v in got if v is not None]
+                got = [(y, (v[0], v[1] if math.isfinite(v[1]) else v[0], v[2])) for y, v in got if v is not None]
                 if got:
                     st = PLACEMENT_STYLE.get(place, {"color": "#444444", "linestyle": "-", "marker": "x"})
                     _errorbars(ax, np.array([y for y, _ in got]), np.array([v for _, v in got], float), st,
