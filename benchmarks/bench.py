@@ -45,6 +45,7 @@ from mcsmp.config import (  # noqa: E402
     expand,  # noqa: E402
     load_raw,
 )
+from mcsmp.metrics import paired_mean_difference  # noqa: E402
 from mcsmp.sim import run_point  # noqa: E402
 from mcsmp.sim.engine import STREAM_SCHEME, default_threads, warm_up  # noqa: E402
 from mcsmp.sim.model import compile_model  # noqa: E402
@@ -216,6 +217,22 @@ def startup(path: Path, index: int) -> dict[str, float]:
 # ---- report -------------------------------------------------------------------------------------
 
 
+def placement_pairs(samples: int) -> list[dict[str, Any]]:
+    """The issue-9 target: the paired placement difference of mean call_ns at 128 CPUs."""
+    sets = [f"samples={samples}", "machine.cpus=128", "report.reference=null"]
+    runs = {}
+    for placement in ("percpu", "stack", "stack_aligned"):
+        _, params = point(6, [*sets, f"cache.placement={placement}"])
+        runs[placement] = run_point(params)
+    out = []
+    for placement in ("stack", "stack_aligned"):
+        for metric in ("call_ns", "info_cost_ns"):
+            d = paired_mean_difference(runs[placement].histogram(metric), runs["percpu"].histogram(metric))
+            out.append({"placement": placement, "metric": metric, "diff_ns": d.value,
+                        "paired_half_ns": (d.high - d.low) / 2, "independent_half_ns": d.independent_half_width})  # fmt: skip
+    return out
+
+
 def fmt_rate(x: float) -> str:
     return f"{x / 1e6:7.1f} M"
 
@@ -294,7 +311,16 @@ def main(argv: list[str] | None = None) -> int:
     for r in scal:
         print(f"{r['cpus']:6d} {r['ns_per_target']:10.1f} {r['floor_ns_per_target']:8.1f} {r['ratio_to_floor']:6.2f}x {r['ns_per_fanout'] / 1e3:11.2f}")
 
-    # 3. memory and start-up, in child processes
+    # 3. placements on common random numbers: the paired difference against independent runs
+    paired = placement_pairs(1_000_000)
+    report["placement_pairs"] = paired
+    print("\nPlacements on common random numbers (16core [6] at 128 CPUs, 1e6 fan-outs per placement): "
+          "mean difference vs percpu, 95% half-width paired and as independent runs would give (target: paired <= 2 ns)")
+    for r in paired:
+        print(f"  {r['placement']:>13s} {r['metric']:>12s}: {r['diff_ns']:+9.2f} ns  paired ±{r['paired_half_ns']:.3f} ns  "
+              f"independent ±{r['independent_half_ns']:.1f} ns  ({r['independent_half_ns'] / r['paired_half_ns']:.0f}x narrower)")
+
+    # 4. memory and start-up, in child processes
     if not args.no_children:
         print("\nPeak resident memory of a child process running one point (VmHWM):")
         mem = []
