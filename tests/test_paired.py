@@ -107,5 +107,6 @@ def test_paired_interval_coverage(make_params: Any) -> None:
         )
         hit_policy += p.low <= -MU <= p.high  # percpu, k = 1: E[T] = MU, S_L = 0
     sd = math.sqrt(0.95 * 0.05 / REPS)
+    print(f"paired coverage over {REPS} replications: placement {hit_place / REPS:.3f}, policy {hit_policy / REPS:.3f}")
     for name, hits in (("placement", hit_place), ("policy", hit_policy)):
         assert abs(hits / REPS - 0.95) <= 3 * sd, (name, hits / REPS)
