@@ -514,6 +514,7 @@ def build_params(raw: RawParams) -> Params:
         name=name, seed=seed, samples=samples, policies=policies, machine=machine, kernel=kernel,
         workload=workload, costs=costs, ipi=ipi, remote=remote, tlb=tlb, cache=cache, policy=policy,
         background=tuple(backgrounds), report=report, resolved=data, system=_system(b, machine),
+        system_is_default=data.get("system") == defaults()["system"],
     )  # fmt: skip
 
 

@@ -211,16 +211,17 @@ class Params:
     background: tuple[Background, ...]
     report: Report
     resolved: dict[str, Any] = field(compare=False, repr=False)  # merged plain data
-    system: System | None = None  # mcsmp system only (not part of the fan-out model's identity)
+    system: System | None = None  # mcsmp system only
+    system_is_default: bool = field(default=True, compare=False, repr=False)  # the file sets no system key
     # Where this point came from (a mcsmp.config.points.PointSource: the file and its --set
     # overrides), so that the public API can list and run a file's other sweep points.
     origin: Any = field(default=None, compare=False, repr=False)
 
     def model_dict(self) -> dict[str, Any]:
-        """The parameters that change what the fan-out engine samples (not name, seed, samples,
-        report, sweep, nor the system section, which only ``mcsmp system`` reads: fan-out points keep
-        their ids and streams)."""
-        skip = {"name", "seed", "samples", "report", "sweep", "system"}
+        """The parameters that change what is sampled (not name, seed, samples, report, sweep). The
+        system section, which only ``mcsmp system`` reads, counts only where it differs from the
+        defaults: files that do not use it keep their point ids and streams."""
+        skip = {"name", "seed", "samples", "report", "sweep"} | ({"system"} if self.system_is_default else set())
         return {k: v for k, v in self.resolved.items() if k not in skip}
 
     @property
