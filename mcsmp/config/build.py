@@ -76,7 +76,7 @@ _OPAQUE = {
     "tlb.pages", "tlb.invlpg_ns", "tlb.full_flush_ns", "cache.page_walk_ns",
     "background", "report.reference", "sweep.grid", "sweep.zip", "workload.rate_hz",
     "workload.mm_cpus", "policies", "report.quantiles", "report.exceed_bins_ns",
-    "system.work_ns", "system.scf_weights",
+    "system.work_ns", "system.scf_weights", "system.second_task_hz",
 }  # fmt: skip
 
 
@@ -521,6 +521,14 @@ def build_params(raw: RawParams) -> Params:
 MAX_REPLICATIONS = 100_000
 
 
+def _second_task_rates(b: _Builder, cpus: int) -> tuple[float, ...]:
+    listed = _per_cpu_list(b, "system.second_task_hz", cpus)
+    if listed is None:
+        return (b.number("system.second_task_hz", hi=1e7),) * cpus
+    b.data["system"] = {**b.data["system"], "second_task_hz": listed}
+    return tuple(b.number(f"system.second_task_hz[{i}]", hi=1e7) for i in range(cpus))
+
+
 def _system(b: _Builder, machine: Machine) -> System:
     """The ``system`` section (docs/system.md), checked here like every other key."""
     threads = b.get("system.threads")
@@ -542,7 +550,7 @@ def _system(b: _Builder, machine: Machine) -> System:
         workload=b.choice("system.workload", SYSTEM_WORKLOADS),
         threads=machine.cpus if threads is None else b.integer("system.threads", lo=1, hi=machine.cpus),
         work_ns=b.dist("system.work_ns"),
-        second_task_hz=b.number("system.second_task_hz", hi=1e7),
+        second_task_hz=_second_task_rates(b, machine.cpus),
         async_csd=b.choice("system.async_csd", ASYNC_CSDS),
         csd_lock=b.choice("system.csd_lock", CSD_LOCKS),
         lock_window_ns=b.number("system.lock_window_ns", hi=1e6),

@@ -181,7 +181,7 @@ class System:
     workload: str
     threads: int  # closed loop: CPUs 0..threads-1 run the benchmark
     work_ns: Dist
-    second_task_hz: float
+    second_task_hz: tuple[float, ...]  # per CPU
     async_csd: str
     csd_lock: str
     lock_window_ns: float

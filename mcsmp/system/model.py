@@ -76,5 +76,5 @@ def compile_system(params: Params) -> SystemModel:
     if f >= 1.0:
         raise UserError("remote.irq_off.fraction must be below 1 for mcsmp system (interrupts would never be taken)")
     rate_a = np.array(params.workload.rate_hz, dtype=np.float64)
-    rate_b = np.full(params.machine.cpus, sys_.second_task_hz, dtype=np.float64)
+    rate_b = np.array(sys_.second_task_hz, dtype=np.float64)
     return SystemModel(base, index, table, sip, sfp, rate_a, rate_b)
