@@ -216,6 +216,46 @@ def startup(path: Path, index: int) -> dict[str, float]:
 # ---- report -------------------------------------------------------------------------------------
 
 
+def system_bench(quick: bool) -> list[dict[str, Any]]:
+    """Events per second of the system kernel (one thread, CPU time): the closed-loop flush benchmark
+    on 4 to 72 CPUs (every CPU flushing every other), and open-loop calls on 16 CPUs at three loads."""
+    import mcsmp
+    from mcsmp.system import compile_system, run_replication
+
+    base = ROOT / "params" / "tlb-flush2.yaml"
+    cases = []
+    for cpus in (4, 16, 72):
+        sets = [f"machine.cpus={cpus}", "machine.cpus_per_llc=null", "machine.sockets=1", "ipi.cluster_size=16"]
+        cases.append((f"closed loop, {cpus} CPUs all flushing", mcsmp.load(base, sets)))
+    for rate in (1000, 10000, 100000):
+        cases.append((f"open loop, 16 CPUs, {rate} calls/s each", mcsmp.load(base, ["system.workload=open", f"workload.rate_hz={rate}",
+                      "tlb.pages={dist: choice, values: [1, 8, 32, 1024], weights: [0.55, 0.3, 0.1, 0.05]}",
+                      "remote.irq_off.fraction=0.02"])))  # fmt: skip
+    rows = []
+    print("\nWhole-machine simulation (mcsmp system; one thread, CPU time, median of 3 replications):")
+    print(f"{'case':44s} {'events/s':>10s} {'ns/event':>9s} {'calls/s':>10s} {'sim ms/s':>9s}")
+    for name, params in cases:
+        dur = (0.002 if quick else 0.005) if "closed" in name else (0.02 if quick else 0.1)
+        import dataclasses
+
+        params = dataclasses.replace(params, system=dataclasses.replace(params.system, duration_s=dur, warmup_s=0.0))
+        model = compile_system(params)
+        run_replication(params, model, "preempt_off", 0)  # compile / warm
+        times, events, calls = [], 0, 0
+        for rep in range(3):
+            t0 = time.thread_time()
+            out = run_replication(params, model, "preempt_off", rep)
+            times.append(time.thread_time() - t0)
+            events = int(out.counters[0])
+            calls = int(out.counters[1])
+        sec = statistics.median(times)
+        row = {"case": name, "events_per_s": events / sec, "ns_per_event": sec / events * 1e9,
+               "calls_per_s": calls / sec, "simulated_ms_per_s": dur * 1e3 / sec}  # fmt: skip
+        rows.append(row)
+        print(f"{name:44s} {fmt_rate(row['events_per_s']):>10s} {row['ns_per_event']:9.1f} {fmt_rate(row['calls_per_s']):>10s} {row['simulated_ms_per_s']:9.2f}")
+    return rows
+
+
 def fmt_rate(x: float) -> str:
     return f"{x / 1e6:7.1f} M"
 
@@ -225,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer samples and repeats (about a minute)")
     ap.add_argument("--json", help="also write every figure to this JSON file")
     ap.add_argument("--no-children", action="store_true", help="skip the memory and start-up child processes")
+    ap.add_argument("--system-only", action="store_true", help="only the whole-machine simulation's figures")
     args = ap.parse_args(argv)
     quick = args.quick
     repeats = 3 if quick else 5
@@ -242,6 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CPU: {report['cpu_model']}, {report['cores']} logical CPUs ({report['usable_cores']} usable); "
           f"Python {report['python']}, numba {numba.__version__}, numpy {np.__version__}")  # fmt: skip
     print(f"generator: {STREAM_SCHEME}\n")
+    if args.system_only:
+        report["system"] = system_bench(quick)
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+        return 0
 
     # 1. the study's points: throughput, efficiency, NumPy and floor ratios
     configs = [
@@ -294,7 +340,10 @@ def main(argv: list[str] | None = None) -> int:
     for r in scal:
         print(f"{r['cpus']:6d} {r['ns_per_target']:10.1f} {r['floor_ns_per_target']:8.1f} {r['ratio_to_floor']:6.2f}x {r['ns_per_fanout'] / 1e3:11.2f}")
 
-    # 3. memory and start-up, in child processes
+    # 3. the whole-machine simulation (mcsmp system): events/s, against CPUs and load
+    report["system"] = system_bench(quick)
+
+    # 4. memory and start-up, in child processes
     if not args.no_children:
         print("\nPeak resident memory of a child process running one point (VmHWM):")
         mem = []
