@@ -121,6 +121,7 @@ def figure(rows: Sequence[dict[str, Any]], x_key: str, path: Path) -> list[Path]
 
     fig = new_figure(9.0, 3.6)
     ax1, ax2 = fig.subplots(1, 2)
+    races = any(r["races"] > 0 for r in rows)  # else the second panel shows the call's quantiles
     for policy in dict.fromkeys(r["policy"] for r in rows):
         pr = [r for r in rows if r["policy"] == policy]
         xs = [float(r[x_key]) for r in pr]
@@ -128,18 +129,28 @@ def figure(rows: Sequence[dict[str, Any]], x_key: str, path: Path) -> list[Path]
         tp = [r["ops_per_s"] for r in pr]
         ax1.errorbar(xs, [t[0] for t in tp], yerr=[[t[0] - t[1] for t in tp], [min(t[2], 1e30) - t[0] for t in tp]],
                      marker="o", ms=3, capsize=2, label=policy, **style)  # fmt: skip
-        rr = [r["race_rate_per_s"] for r in pr]
-        ax2.errorbar(xs, [max(t[0], 1e-300) for t in rr], yerr=[[t[0] - t[1] for t in rr], [t[2] - t[0] for t in rr]],
-                     marker="o", ms=3, capsize=2, label=policy, **style)  # fmt: skip
+        if races:
+            rr = [r["race_rate_per_s"] for r in pr]
+            ax2.errorbar(xs, [max(t[0], 1e-300) for t in rr], yerr=[[t[0] - t[1] for t in rr], [t[2] - t[0] for t in rr]],
+                         marker="o", ms=3, capsize=2, label=policy, **style)  # fmt: skip
+        else:
+            for q, ls in (("call_ns_p50", "-"), ("call_ns_p99", ":")):
+                ax2.plot(xs, [r[q][0] for r in pr], marker="o", ms=3, color=style.get("color"), linestyle=ls,
+                         label=f"{policy} {q[-3:]}")  # fmt: skip
     ax1.set_xlabel(x_key)
     ax1.set_ylabel("operations / s (all CPUs)")
     ax1.set_title("throughput (95% CI)")
     ax2.set_xlabel(x_key)
-    ax2.set_ylabel("csd races / s")
-    ax2.set_title("csd-lock races (exact Poisson 95% CI)")
-    if any(r["race_rate_per_s"][0] > 0 for r in rows):
+    if races:
+        ax2.set_ylabel("csd races / s")
+        ax2.set_title("csd-lock races (exact Poisson 95% CI)")
         ax2.set_yscale("log")
         ax2.set_xscale("log")
+    else:
+        ax2.set_ylabel("call_ns (ns)")
+        ax2.set_title("call_ns: p50 solid, p99 dotted")
+        ax2.set_yscale("log")
+        ax2.legend(fontsize=7)
     ax1.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
