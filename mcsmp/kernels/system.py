@@ -320,6 +320,9 @@ def run_system(
     ipi_pending = np.zeros(n, dtype=np.bool_)  # an IPI came during the handler: run it again
     b_waiting = np.zeros(n, dtype=np.bool_)  # second task woken, waiting for a preemption point
     h_items = np.zeros((n, 4 * n + 2), dtype=np.int64)  # a queue holds at most 4n csds (cfd, csd_data, stacks)
+    # each drained csd's type, taken at the drain: a synchronous csd run in the first pass may be
+    # re-locked for an asynchronous call before the second pass, and must not run twice
+    h_sync = np.zeros((n, 4 * n + 2), dtype=np.bool_)
     h_count = np.zeros(n, dtype=np.int64)
     h_pos = np.zeros(n, dtype=np.int64)
     h_pass = np.zeros(n, dtype=np.int64)  # 0: sync entries, 1: the others
@@ -330,7 +333,7 @@ def run_system(
     slot = np.arange(D_SYS_WORK + 1)
 
     # ---- heap ---------------------------------------------------------------------------------------
-    cap = 2 * n_csd + 8 * n + 64
+    cap = 4 * n_csd + 64 * n + 1024  # csds in flight (IPIs, releases), steps, arrivals, and superseded steps not yet popped
     ht = np.empty(cap)
     hk = np.empty(cap, dtype=np.int64)
     ha = np.empty(cap, dtype=np.int64)
@@ -447,6 +450,7 @@ def run_system(
                 x = q_head[c]
                 while x >= 0:
                     h_items[c, cnt] = x
+                    h_sync[c, cnt] = csd_sync[x]
                     cnt += 1
                     x = csd_next[x]
                 q_head[c] = -1
@@ -465,8 +469,9 @@ def run_system(
             while h_pass[c] < 2:
                 while h_pos[c] < h_count[c]:
                     y = h_items[c, h_pos[c]]
+                    sync_y = h_sync[c, h_pos[c]]
                     h_pos[c] += 1
-                    if csd_sync[y] == (h_pass[c] == 0):
+                    if sync_y == (h_pass[c] == 0):
                         x = y
                         break
                 if x >= 0:
