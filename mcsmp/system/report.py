@@ -146,6 +146,9 @@ def figure(rows: Sequence[dict[str, Any]], x_key: str, path: Path) -> list[Path]
         ax2.set_title("csd-lock races (exact Poisson 95% CI)")
         ax2.set_yscale("log")
         ax2.set_xscale("log")
+        from matplotlib.ticker import NullFormatter
+
+        ax2.xaxis.set_minor_formatter(NullFormatter())  # the 2..9 minor labels overlap
     else:
         ax2.set_ylabel("call_ns (ns)")
         ax2.set_title("call_ns: p50 solid, p99 dotted")
