@@ -232,6 +232,45 @@ def placement_pairs(samples: int) -> list[dict[str, Any]]:
                         "paired_half_ns": (d.high - d.low) / 2, "independent_half_ns": d.independent_half_width})  # fmt: skip
     return out
 
+def system_bench(quick: bool) -> list[dict[str, Any]]:
+    """Events per second of the system kernel (one thread, CPU time): the closed-loop flush benchmark
+    on 4 to 72 CPUs (every CPU flushing every other), and open-loop calls on 16 CPUs at three loads."""
+    import mcsmp
+    from mcsmp.system import compile_system, run_replication
+
+    base = ROOT / "params" / "tlb-flush2.yaml"
+    cases = []
+    for cpus in (4, 16, 72):
+        sets = [f"machine.cpus={cpus}", "machine.cpus_per_llc=null", "machine.sockets=1", "ipi.cluster_size=16"]
+        cases.append((f"closed loop, {cpus} CPUs all flushing", mcsmp.load(base, sets)))
+    for rate in (1000, 10000, 100000):
+        cases.append((f"open loop, 16 CPUs, {rate} calls/s each", mcsmp.load(base, ["system.workload=open", f"workload.rate_hz={rate}",
+                      "tlb.pages={dist: choice, values: [1, 8, 32, 1024], weights: [0.55, 0.3, 0.1, 0.05]}",
+                      "remote.irq_off.fraction=0.02"])))  # fmt: skip
+    rows = []
+    print("\nWhole-machine simulation (mcsmp system; one thread, CPU time, median of 3 replications):")
+    print(f"{'case':44s} {'events/s':>10s} {'ns/event':>9s} {'calls/s':>10s} {'sim ms/s':>9s}")
+    for name, params in cases:
+        dur = (0.002 if quick else 0.005) if "closed" in name else (0.02 if quick else 0.1)
+        import dataclasses
+
+        params = dataclasses.replace(params, system=dataclasses.replace(params.system, duration_s=dur, warmup_s=0.0))
+        model = compile_system(params)
+        run_replication(params, model, "preempt_off", 0)  # compile / warm
+        times, events, calls = [], 0, 0
+        for rep in range(3):
+            t0 = time.thread_time()
+            out = run_replication(params, model, "preempt_off", rep)
+            times.append(time.thread_time() - t0)
+            events = int(out.counters[0])
+            calls = int(out.counters[1])
+        sec = statistics.median(times)
+        row = {"case": name, "events_per_s": events / sec, "ns_per_event": sec / events * 1e9,
+               "calls_per_s": calls / sec, "simulated_ms_per_s": dur * 1e3 / sec}  # fmt: skip
+        rows.append(row)
+        print(f"{name:44s} {fmt_rate(row['events_per_s']):>10s} {row['ns_per_event']:9.1f} {row['calls_per_s'] / 1e3:9.1f}k {row['simulated_ms_per_s']:9.2f}")
+    return rows
+
 
 def fmt_rate(x: float) -> str:
     return f"{x / 1e6:7.1f} M"
@@ -242,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer samples and repeats (about a minute)")
     ap.add_argument("--json", help="also write every figure to this JSON file")
     ap.add_argument("--no-children", action="store_true", help="skip the memory and start-up child processes")
+    ap.add_argument("--system-only", action="store_true", help="only the whole-machine simulation's figures")
     args = ap.parse_args(argv)
     quick = args.quick
     repeats = 3 if quick else 5
@@ -259,6 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CPU: {report['cpu_model']}, {report['cores']} logical CPUs ({report['usable_cores']} usable); "
           f"Python {report['python']}, numba {numba.__version__}, numpy {np.__version__}")  # fmt: skip
     print(f"generator: {STREAM_SCHEME}\n")
+    if args.system_only:
+        report["system"] = system_bench(quick)
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+        return 0
 
     # 1. the study's points: throughput, efficiency, NumPy and floor ratios
     configs = [
@@ -320,7 +365,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {r['placement']:>13s} {r['metric']:>12s}: {r['diff_ns']:+9.2f} ns  paired ±{r['paired_half_ns']:.3f} ns  "
               f"independent ±{r['independent_half_ns']:.1f} ns  ({r['independent_half_ns'] / r['paired_half_ns']:.0f}x narrower)")
 
-    # 4. memory and start-up, in child processes
+    # 4. the whole-machine simulation (mcsmp system): events/s, against CPUs and load
+    report["system"] = system_bench(quick)
+
+    # 5. memory and start-up, in child processes
     if not args.no_children:
         print("\nPeak resident memory of a child process running one point (VmHWM):")
         mem = []

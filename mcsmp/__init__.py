@@ -15,7 +15,7 @@ The layers, each importing only from those below it: ``kernels`` (compiled, trus
 """
 
 from ._version import __version__
-from .api import Result, load, points, presets, run, sweep
+from .api import Result, SystemPoint, load, load_on_machine, points, presets, run, run_system, sweep
 from .config import Params, Point
 from .errors import OverloadError, ParamError, UserError
 from .metrics import METRICS, MetricRow
@@ -28,11 +28,14 @@ __all__ = [
     "Params",
     "Point",
     "Result",
+    "SystemPoint",
     "UserError",
     "__version__",
     "load",
+    "load_on_machine",
     "points",
     "presets",
     "run",
+    "run_system",
     "sweep",
 ]

@@ -25,7 +25,7 @@ from .errors import UserError
 from .metrics import MetricRow, compute_metrics
 from .sim import Histogram, PointResult, run_point
 
-__all__ = ["PRESET_DIRS", "Result", "load", "path_of", "points", "presets", "run", "sweep"]
+__all__ = ["PRESET_DIRS", "Result", "SystemPoint", "load", "load_on_machine", "path_of", "points", "presets", "run", "run_system", "sweep"]
 
 # Where parameter files are found by name: ./params/ first (a checkout or a user's own folder),
 # then the presets shipped inside the package (mcsmp/presets/, the repository's params/).
@@ -193,3 +193,43 @@ def sweep(
         progress=progress, params_file=source.raw.source if source else None,
         sets=list(source.sets + extra) if source else list(extra), options=dict(options or {}),
     )  # fmt: skip
+
+
+def load_on_machine(machine: str | Path, path_or_name: str | Path, overrides: Mapping[str, Any] | Iterable[str] = ()) -> Params:
+    """:func:`load` with a machine description underneath: ``machine`` (a YAML file such as
+    ``params/machines/milan-72.yaml``) is included below the parameter file, whose own keys win."""
+    import tempfile
+
+    machine_path, params_path = Path(path_of(machine)).resolve(), Path(path_of(path_or_name)).resolve()
+    if not machine_path.exists():
+        raise UserError(f"{machine}: no such machine file")
+    with tempfile.TemporaryDirectory(prefix="mcsmp-machine-") as tmp:
+        combined = Path(tmp) / params_path.name
+        combined.write_text(f"include: [{json.dumps(str(machine_path))}, {json.dumps(str(params_path))}]\n")
+        return expand(load_raw(combined), _set_texts(overrides))[0].params
+
+
+@dataclass
+class SystemPoint:
+    """One sweep point of the whole-machine simulation (``mcsmp system``)."""
+
+    point: Point
+    result: Any  # mcsmp.system.SystemResult
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row of figures per policy (:func:`mcsmp.system.report.policy_row`)."""
+        from .system.report import policy_row
+
+        label = {k: v for k, v in self.point.overrides}
+        return [policy_row(self.result, p, label) for p in self.result.runs]
+
+
+def run_system(params: Params, threads: int | None = None, seed: int | None = None) -> list[SystemPoint]:
+    """Simulate every sweep point of ``params`` with the whole-machine discrete-event simulation
+    (docs/system.md); bit-identical for any number of ``threads``."""
+    from .system import simulate_system
+
+    extra = tuple(f"seed={seed}" for _ in [0] if seed is not None)
+    source = params.origin
+    pts = expand(source.raw, source.sets + extra) if source else expand(raw_from_dict(params.resolved, "parameters"), extra)
+    return [SystemPoint(pt, simulate_system(pt.params, threads=threads)) for pt in pts]

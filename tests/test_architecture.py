@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("mcsmp.metrics",),
     ("mcsmp.io",),
     ("mcsmp.plots",),
-    ("mcsmp.sweeps", "mcsmp.fidelity", "mcsmp.trace"),
+    ("mcsmp.sweeps", "mcsmp.fidelity", "mcsmp.trace", "mcsmp.system"),
     ("mcsmp",),  # the public API: mcsmp/__init__.py and mcsmp/api.py
     ("mcsmp.cli",),
     ("mcsmp.__main__",),

@@ -57,6 +57,8 @@ def _small(cmd: str) -> str:
         cmd += " --max-evals 3 -q"
     if cmd.startswith("mcsmp reproduce"):
         cmd += " -q --no-figure"
+    if cmd.startswith("mcsmp system"):  # a few simulated milliseconds
+        cmd += " --set system.duration_s=0.002 --set system.warmup_s=0.0005 --set system.replications=2"
     return cmd
 
 
@@ -71,6 +73,7 @@ def test_the_documented_commands_are_found() -> None:
 def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("docs")
     shutil.copytree(REPO / "params", root / "params")  # calibrate -o params/... must not touch the repo
+    shutil.copytree(REPO / "tests" / "data" / "machines", root / "tests" / "data" / "machines")  # mcsmp system --machine
     with gzip.open(REPO / "tests" / "data" / "munmap_a.trace.gz") as f:
         (root / "munmap.trace").write_bytes(f.read())
     return root

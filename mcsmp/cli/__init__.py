@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "mcsmp.cli.sweep",  # sweep, merge, report
     "mcsmp.cli.fidelity",  # reproduce, calibrate
     "mcsmp.cli.trace",  # trace record, trace import
+    "mcsmp.cli.system",  # system
 )
 
 

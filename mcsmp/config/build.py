@@ -20,7 +20,11 @@ from ..dists import Dist, parse_dist
 from ..dists.families import MAX_NUMBER
 from ..errors import ParamError
 from .schema import (
+    ASYNC_CSDS,
     CALLER_CONTEXTS,
+    CSD_LOCKS,
+    SYSTEM_WORKLOADS,
+    System,
     CALLS,
     DISTANCE_CLASSES,
     PLACEMENTS,
@@ -72,6 +76,7 @@ _OPAQUE = {
     "tlb.pages", "tlb.invlpg_ns", "tlb.full_flush_ns", "cache.page_walk_ns",
     "background", "report.reference", "sweep.grid", "sweep.zip", "workload.rate_hz",
     "workload.mm_cpus", "policies", "report.quantiles", "report.exceed_bins_ns",
+    "system.work_ns", "system.scf_weights", "system.second_task_hz",
 }  # fmt: skip
 
 
@@ -508,8 +513,52 @@ def build_params(raw: RawParams) -> Params:
     return Params(
         name=name, seed=seed, samples=samples, policies=policies, machine=machine, kernel=kernel,
         workload=workload, costs=costs, ipi=ipi, remote=remote, tlb=tlb, cache=cache, policy=policy,
-        background=tuple(backgrounds), report=report, resolved=data,
+        background=tuple(backgrounds), report=report, resolved=data, system=_system(b, machine),
+        system_is_default=data.get("system") == defaults()["system"],
     )  # fmt: skip
+
+
+MAX_REPLICATIONS = 100_000
+
+
+def _second_task_rates(b: _Builder, cpus: int) -> tuple[float, ...]:
+    listed = _per_cpu_list(b, "system.second_task_hz", cpus)
+    if listed is None:
+        return (b.number("system.second_task_hz", hi=1e7),) * cpus
+    b.data["system"] = {**b.data["system"], "second_task_hz": listed}
+    return tuple(b.number(f"system.second_task_hz[{i}]", hi=1e7) for i in range(cpus))
+
+
+def _system(b: _Builder, machine: Machine) -> System:
+    """The ``system`` section (docs/system.md), checked here like every other key."""
+    threads = b.get("system.threads")
+    weights = b.get("system.scf_weights")
+    if weights is None:  # scftorture's defaults (NUMBERS §10): single 2n + rpc 2n async, wait 2n; many/all 2+1 each
+        n = machine.cpus
+        scf = (2.0 * n, 4.0 * n, 3.0, 3.0)
+    else:
+        if not isinstance(weights, list) or len(weights) != 4:
+            b.fail("system.scf_weights", "expected null or 4 weights [single_sync, single_async, many_sync, many_async]")
+        scf = tuple(b.number(f"system.scf_weights[{i}]") for i in range(4))  # type: ignore[assignment]
+        if sum(scf) <= 0:
+            b.fail("system.scf_weights", "at least one weight must be > 0")
+    duration = b.number("system.duration_s", lo=0.0, hi=3600.0, lo_open=True)
+    warmup = b.number("system.warmup_s", hi=3600.0)
+    if warmup >= duration:
+        b.fail("system.warmup_s", f"must be below system.duration_s ({duration:g} s), got {warmup:g}")
+    return System(
+        workload=b.choice("system.workload", SYSTEM_WORKLOADS),
+        threads=machine.cpus if threads is None else b.integer("system.threads", lo=1, hi=machine.cpus),
+        work_ns=b.dist("system.work_ns"),
+        second_task_hz=_second_task_rates(b, machine.cpus),
+        async_csd=b.choice("system.async_csd", ASYNC_CSDS),
+        csd_lock=b.choice("system.csd_lock", CSD_LOCKS),
+        lock_window_ns=b.number("system.lock_window_ns", hi=1e6),
+        scf_weights=scf,  # type: ignore[arg-type]
+        duration_s=duration,
+        warmup_s=warmup,
+        replications=b.integer("system.replications", lo=1, hi=MAX_REPLICATIONS),
+    )
 
 
 def _reentry(b: _Builder) -> str:

@@ -12,10 +12,24 @@ from typing import Any
 
 from .._util import sha256_json
 from ..dists import Dist
-from ..kernels.codes import CALLER_CONTEXTS, CALLS, DISTANCE_CLASSES, PLACEMENTS, POLICIES, PREEMPTION_MODELS
+from ..kernels.codes import (
+    ASYNC_CSDS,
+    CALLER_CONTEXTS,
+    CALLS,
+    CSD_LOCKS,
+    DISTANCE_CLASSES,
+    PLACEMENTS,
+    POLICIES,
+    PREEMPTION_MODELS,
+    SYSTEM_WORKLOADS,
+)
 
 __all__ = [
+    "ASYNC_CSDS",
     "CALLER_CONTEXTS",
+    "CSD_LOCKS",
+    "SYSTEM_WORKLOADS",
+    "System",
     "CALLS",
     "DISTANCE_CLASSES",
     "PLACEMENTS",
@@ -161,6 +175,23 @@ class Report:
 
 
 @dataclass(frozen=True)
+class System:
+    """The ``system`` section: only ``mcsmp system`` (the whole-machine simulation) reads it."""
+
+    workload: str
+    threads: int  # closed loop: CPUs 0..threads-1 run the benchmark
+    work_ns: Dist
+    second_task_hz: tuple[float, ...]  # per CPU
+    async_csd: str
+    csd_lock: str
+    lock_window_ns: float
+    scf_weights: tuple[float, float, float, float]  # single_sync, single_async, many_sync, many_async
+    duration_s: float
+    warmup_s: float
+    replications: int
+
+
+@dataclass(frozen=True)
 class Params:
     """One fully resolved, validated sweep point."""
 
@@ -180,13 +211,17 @@ class Params:
     background: tuple[Background, ...]
     report: Report
     resolved: dict[str, Any] = field(compare=False, repr=False)  # merged plain data
+    system: System | None = None  # mcsmp system only
+    system_is_default: bool = field(default=True, compare=False, repr=False)  # the file sets no system key
     # Where this point came from (a mcsmp.config.points.PointSource: the file and its --set
     # overrides), so that the public API can list and run a file's other sweep points.
     origin: Any = field(default=None, compare=False, repr=False)
 
     def model_dict(self) -> dict[str, Any]:
-        """The parameters that change what is sampled (not name, seed, samples, report, sweep)."""
-        skip = {"name", "seed", "samples", "report", "sweep"}
+        """The parameters that change what is sampled (not name, seed, samples, report, sweep). The
+        system section, which only ``mcsmp system`` reads, counts only where it differs from the
+        defaults: files that do not use it keep their point ids and streams."""
+        skip = {"name", "seed", "samples", "report", "sweep"} | ({"system"} if self.system_is_default else set())
         return {k: v for k, v in self.resolved.items() if k not in skip}
 
     @property

@@ -62,3 +62,36 @@ N_SAMPLE_COLS = 7  # then P of each policy, then H of each policy
 # ---- per-fan-out trace of a pilot chunk (run_chunk -> replay_policies) --------------------------
 TR_SL, TR_T, TR_CODE = range(3)  # S_L, T, sender · 8 + context · 2 + allocation failed
 N_TRACE_COLS = 3
+
+# ---- the whole-machine system simulation (mcsmp.kernels.system, docs/system.md) -----------------
+# It reads the fan-out ip/fp/table above for every cost it shares with the fan-out engine, plus:
+D_SYS_WORK = N_DISTS  # closed-loop local work between two flushes (system.work_ns), after the fan-out slots
+N_SYS_DISTS = N_DISTS + 1
+SI_WORKLOAD, SI_THREADS, SI_POLICY, SI_ASYNC_CSD, SI_CSD_LOCK = range(5)
+N_SI = 5
+SF_DURATION, SF_WARMUP, SF_LOCK_WINDOW, SF_IRQ_GAP_MEAN, SF_CONTEXT_SWITCH = range(5)
+SF_SCF_CUM = 5  # four cumulative weights of the scftorture operations (SCF_OPS order)
+N_SF = 9
+SYSTEM_WORKLOADS = ("open", "closed", "scftorture")
+WL_OPEN, WL_CLOSED, WL_SCF = range(3)
+ASYNC_CSDS = ("source", "destination")  # async smp_call_function_single's csd: this CPU's or the target's
+CSD_SOURCE, CSD_DESTINATION = range(2)
+CSD_LOCKS = ("plain", "cmpxchg")  # csd_lock(): csd_lock_wait(); flags |= LOCK, or the try_cmpxchg loop
+LOCK_PLAIN, LOCK_CMPXCHG = range(2)
+SCF_OPS = ("single_sync", "single_async", "many_sync", "many_async")
+OP_SINGLE_SYNC, OP_SINGLE_ASYNC, OP_MANY_SYNC, OP_MANY_ASYNC = range(4)
+SYSTEM_HISTS = ("call_ns", "preempt_off_ns", "remote_wait_ns", "spin_ns", "wakeup_ns", "second_preempt_off_ns",
+                "queue_depth")  # fmt: skip
+SH_CALL, SH_PREEMPT, SH_REMOTE_WAIT, SH_SPIN, SH_WAKEUP, SH_B_PREEMPT, SH_QUEUE_DEPTH = range(7)
+N_SYSTEM_HISTS = 7
+SYSTEM_COUNTERS = (
+    "events", "calls", "second_calls", "csds_queued", "ipis_sent", "coalesced", "icr_writes", "handlers",
+    "empty_handlers", "early_returns", "up_to_date", "full_flushes", "partial_flushes", "races", "spins",
+    "second_spins", "heap_overflow",
+)  # fmt: skip
+(SC_EVENTS, SC_CALLS, SC_B_CALLS, SC_QUEUED, SC_IPIS, SC_COALESCED, SC_WRITES, SC_HANDLERS, SC_EMPTY_HANDLERS,
+ SC_EARLY, SC_UPTODATE, SC_FULL, SC_PARTIAL, SC_RACES, SC_SPINS, SC_B_SPINS, SC_HEAP_OVERFLOW) = range(17)  # fmt: skip
+N_SYSTEM_COUNTERS = 17
+# per-call sample columns (tests only): cpu, task slot (0 workload, 1 second task), start, T, P, S_L, spin, op
+SS_CPU, SS_SLOT, SS_START, SS_T, SS_P, SS_SL, SS_SPIN, SS_OP = range(8)
+N_SYSTEM_SAMPLE_COLS = 8

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import Params
-from ..dists import encode
+from ..dists import Dist, encode
 from ..kernels import codes as K
 from .histogram import Layout
 
-__all__ = ["CompiledModel", "compile_model", "hist_row", "hist_rows", "policy_rows"]
+__all__ = ["CompiledModel", "compile_model", "dist_slots", "hist_row", "hist_rows", "policy_rows"]
 
 # Each enumeration's code is its position in the name tuple of mcsmp.kernels.codes.
 _CALL = {name: code for code, name in enumerate(K.CALLS)}
@@ -62,6 +62,27 @@ def hist_row(metric: str, policies: tuple[str, ...] = (), policy: str = "", grou
     if metric not in K.POLICY_HISTS:
         raise KeyError(f"{metric!r} is not a sampled metric (histograms: {', '.join(K.FIXED_HISTS + K.POLICY_HISTS)})")
     return policy_rows(group, policies.index(policy), len(policies))[K.POLICY_HISTS.index(metric)]
+
+
+def dist_slots(params: Params) -> list[Dist]:
+    """The distribution of every kernel slot (``D_*`` of :mod:`mcsmp.kernels.codes`), in slot order."""
+    c = params.cache
+    slots = [None] * K.N_DISTS
+    slots[K.D_ENTRY] = params.costs.entry_ns
+    slots[K.D_QUEUE] = params.costs.queue_ns
+    slots[K.D_IRQ_ENTRY] = params.costs.irq_entry_ns
+    slots[K.D_FUNC] = params.costs.func_ns
+    slots[K.D_SEND] = params.ipi.send_ns
+    slots[K.D_DELIVERY] = params.ipi.delivery_ns
+    slots[K.D_CROSS_SOCKET] = params.ipi.cross_socket_ns
+    slots[K.D_IRQ_OFF_LEN] = params.remote.irq_off.length
+    slots[K.D_IDLE_EXIT] = params.remote.idle.length
+    slots[K.D_VCPU_LEN] = params.remote.vcpu_preempted.length
+    slots[K.D_PAGES] = params.tlb.pages
+    slots[K.D_INVLPG] = params.tlb.invlpg_ns
+    slots[K.D_FULL_FLUSH] = params.tlb.full_flush_ns
+    slots[K.D_PAGE_WALK] = c.page_walk_ns
+    return slots  # type: ignore[return-value]
 
 
 def compile_model(params: Params) -> CompiledModel:
@@ -114,22 +135,7 @@ def compile_model(params: Params) -> CompiledModel:
     fp[K.F_ALLOC_FAIL] = params.policy.alloc_fail_prob
     fp[K.F_RLOCK_NS] = params.policy.cpus_read_lock_ns
 
-    slots = [None] * K.N_DISTS
-    slots[K.D_ENTRY] = params.costs.entry_ns
-    slots[K.D_QUEUE] = params.costs.queue_ns
-    slots[K.D_IRQ_ENTRY] = params.costs.irq_entry_ns
-    slots[K.D_FUNC] = params.costs.func_ns
-    slots[K.D_SEND] = params.ipi.send_ns
-    slots[K.D_DELIVERY] = params.ipi.delivery_ns
-    slots[K.D_CROSS_SOCKET] = params.ipi.cross_socket_ns
-    slots[K.D_IRQ_OFF_LEN] = params.remote.irq_off.length
-    slots[K.D_IDLE_EXIT] = params.remote.idle.length
-    slots[K.D_VCPU_LEN] = params.remote.vcpu_preempted.length
-    slots[K.D_PAGES] = params.tlb.pages
-    slots[K.D_INVLPG] = params.tlb.invlpg_ns
-    slots[K.D_FULL_FLUSH] = params.tlb.full_flush_ns
-    slots[K.D_PAGE_WALK] = c.page_walk_ns
-    index, table = encode(slots)  # type: ignore[arg-type]
+    index, table = encode(dist_slots(params))
 
     policies = np.array([_POLICY[p] for p in params.policies], dtype=np.int64)
     kernel_preemptible = params.kernel.preemption in ("full", "lazy", "rt")

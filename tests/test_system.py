@@ -1,0 +1,223 @@
+"""The whole-machine simulation (mcsmp.kernels.system, docs/system.md) against independent references.
+
+- low load, one sender: the fan-out engine (same parameters) — two-sample KS on T, P and S_L, and a
+  two-sample chi-square on the remote-wait histograms;
+- a small busy machine: the event-by-event pure-Python twin tests/naive_system.py;
+- csd races: exactly zero with the try_cmpxchg lock and with source-CPU csds; with the plain lock
+  on destination csds, counts consistent (exact Poisson) with the two-sender coincidence rate
+  n · λ_d² · w · (n − 2)/(n − 1) at low load, and growing as λ² between two low loads;
+- the re-entry spin of a second task against the fan-out engine's ``policy.reentry: bound``;
+- bit-identical results for any number of threads; the command line.
+
+Every test uses fixed seeds; tolerances are the tests' own significance levels (Bonferroni over
+the comparisons of a test), never tuned.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import mcsmp
+from mcsmp.kernels import codes as K
+from mcsmp.sim.engine import NO_WAIT_TAIL, simulate_chunk, wait_tail_from
+from mcsmp.sim.model import compile_model
+from mcsmp.system import compile_system, run_replication, simulate_system
+
+sys.path.insert(0, str(Path(__file__).parent))
+from naive_system import NaiveSystem  # noqa: E402
+
+BASE = Path(__file__).parent / "data" / "system-base.yaml"
+ALPHA = 1e-3
+
+
+def _load(*sets: str) -> mcsmp.Params:
+    return mcsmp.load(BASE, list(sets))
+
+
+def _samples(result, policy: str) -> np.ndarray:  # type: ignore[no-untyped-def]
+    return np.concatenate([r.samples for r in result.runs[policy].reps])
+
+
+def _hist_chi2(a: np.ndarray, b: np.ndarray) -> float:
+    """p-value of a two-sample chi-square homogeneity test on two histograms of one layout
+    (adjacent buckets merged until each merged cell expects at least 5 in both samples)."""
+    na, nb = a.sum(), b.sum()
+    cells_a, cells_b, acc_a, acc_b = [], [], 0, 0
+    for x, y in zip(a, b, strict=True):
+        acc_a += x
+        acc_b += y
+        tot = acc_a + acc_b
+        if tot * na / (na + nb) >= 5 and tot * nb / (na + nb) >= 5:
+            cells_a.append(acc_a)
+            cells_b.append(acc_b)
+            acc_a = acc_b = 0
+    if acc_a or acc_b:
+        cells_a[-1] += acc_a
+        cells_b[-1] += acc_b
+    _, p, _, _ = stats.chi2_contingency(np.array([cells_a, cells_b]))
+    return float(p)
+
+
+def test_low_load_one_sender_matches_the_fanout_engine() -> None:
+    # CPU 0 alone calls, 2000 times a second (0.2 % busy): its calls never meet
+    rates = "{repeat: [2000, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]}"
+    p = _load(f"workload.rate_hz={rates}", "system.duration_s=0.5", "system.warmup_s=0.001", "system.replications=4",
+              "samples=8000", "remote.irq_off.fraction=0.2", "ipi.mode=physical", "cache.placement=stack")  # fmt: skip
+    sim = simulate_system(p, threads=2, keep=20000)
+    model = compile_model(p)
+    eng = simulate_chunk(p, model, 0, NO_WAIT_TAIL, p.stream_key, keep_samples=True)
+    s = eng.samples
+    tests = []
+    for i, pol in enumerate(p.policies):
+        sm = _samples(sim, pol)
+        assert len(sm) > 3000
+        assert sim.runs[pol].counter("coalesced") == 0
+        tests.append(stats.ks_2samp(sm[:, K.SS_T], s[:, K.S_T]).pvalue)
+        tests.append(stats.ks_2samp(sm[:, K.SS_P], s[:, K.N_SAMPLE_COLS + i]).pvalue)
+        tests.append(stats.ks_2samp(sm[:, K.SS_SL], s[:, K.S_SL]).pvalue)
+    waits_sys = sim.runs["preempt_off"].histogram("remote_wait_ns").counts
+    waits_eng = eng.counts[K.H_REMOTE_WAIT]
+    tests.append(_hist_chi2(waits_sys, waits_eng))
+    assert min(tests) > ALPHA / len(tests), tests
+
+
+@pytest.mark.parametrize("workload,seed", [("closed", 11), ("open", 12)])
+def test_naive_twin_agrees(workload: str, seed: int) -> None:
+    sets = ["policies=[preempt_off]", "machine.cpus=4", "machine.cpus_per_llc=2", f"system.workload={workload}",
+            "system.duration_s=0.01", "system.warmup_s=0.0005", "system.replications=1", "remote.irq_off.fraction=0.05",
+            "ipi.mode=physical", "tlb.pages={dist: choice, values: [1, 64], weights: [0.7, 0.3]}",
+            "workload.rate_hz=150000"]  # fmt: skip
+    p = _load(*sets)
+    naive = NaiveSystem(p, seed).run()
+    rep = run_replication(p, compile_system(p), "preempt_off", 0, keep=100000, keep_waits=200000)
+    t_sys, t_naive = rep.samples[:, K.SS_T], np.array([c[2] for c in naive.calls])
+    assert len(t_naive) > 3000 and len(t_sys) > 3000
+    thin = 8  # consecutive calls of a busy machine are correlated: compare every 8th
+    pv = [
+        stats.ks_2samp(t_sys[::thin], t_naive[::thin]).pvalue,
+        stats.ks_2samp(rep.waits[::thin], np.array(naive.waits)[::thin]).pvalue,
+    ]
+    # coalescing and queue depth: two-sample tests on the counts
+    queued = int(rep.counters[K.SYSTEM_COUNTERS.index("csds_queued")])
+    coalesced = int(rep.counters[K.SYSTEM_COUNTERS.index("coalesced")])
+    table = np.array([[coalesced, queued - coalesced], [naive.coalesced, naive.queued - naive.coalesced]])
+    assert coalesced > 100
+    pv.append(float(stats.chi2_contingency(table)[1]))
+    depth = rep.counts[K.SH_QUEUE_DEPTH]
+    nd = np.bincount(np.array(naive.depths), minlength=8)
+    edges = compile_system(p).base.layout.edges  # depth k lands in the bucket holding [k, k + 1)
+    sys_d = np.array([depth[(edges[:-1] >= k) & (edges[:-1] < k + 1)].sum() for k in range(8)])
+    assert sys_d.sum() == depth.sum()
+    pv.append(_hist_chi2(sys_d, nd[:8]))
+    assert min(pv) > ALPHA / len(pv), pv
+
+
+SCF = ["policies=[preempt_off]", "system.workload=scftorture", "workload.call=generic", "machine.cpus=8",
+       "machine.cpus_per_llc=null", "system.warmup_s=0.0001", "remote.irq_off.fraction=0.0"]  # fmt: skip
+
+
+def _races(*sets: str) -> tuple[int, float]:
+    run = simulate_system(_load(*SCF, *sets), threads=2).runs["preempt_off"]
+    assert run.counter("calls") > 1000
+    return run.counter("races"), run.exposure_s
+
+
+@pytest.mark.parametrize("csd,lock", [("destination", "cmpxchg"), ("source", "plain"), ("source", "cmpxchg")])
+def test_no_race_with_the_atomic_lock_or_source_csds(csd: str, lock: str) -> None:
+    # a heavy load (many waiters on each csd) where the plain lock on destination csds races often
+    n, _ = _races(f"system.async_csd={csd}", f"system.csd_lock={lock}", "workload.rate_hz=100000",
+                  "system.duration_s=0.02", "system.replications=2", "system.lock_window_ns=500")  # fmt: skip
+    assert n == 0
+    n_plain, _ = _races("system.async_csd=destination", "system.csd_lock=plain", "workload.rate_hz=100000",
+                        "system.duration_s=0.02", "system.replications=2", "system.lock_window_ns=500")  # fmt: skip
+    assert n_plain > 100
+
+
+def test_race_rate_is_a_two_sender_coincidence_at_low_load() -> None:
+    # async single calls only: destination csd d is wanted at λ_d = λ (uniform targets); a race needs a
+    # second CPU's attempt less than w after an acquisition: rate n λ_d² w (n − 2)/(n − 1) to first order
+    n_cpus, w = 8, 500e-9
+    counts, expected = [], []
+    for rate, dur in ((2500, 1.0), (5000, 0.5)):
+        n, exposure = _races("system.async_csd=destination", "system.csd_lock=plain", "system.scf_weights=[0,1,0,0]",
+                             f"system.lock_window_ns={w * 1e9}", f"workload.rate_hz={rate}", f"system.duration_s={dur}",
+                             "system.replications=8")  # fmt: skip
+        counts.append(n)
+        expected.append(n_cpus * rate**2 * w * (n_cpus - 2) / (n_cpus - 1) * exposure)
+    pv = []
+    for n, mu in zip(counts, expected, strict=True):
+        assert n > 50
+        pv.append(2 * min(stats.poisson.cdf(n, mu), stats.poisson.sf(n - 1, mu)))
+    # the rate doubled over half the time: a λ² law puts 2/3 of the pooled count at the higher rate
+    share = expected[1] / sum(expected)
+    pv.append(stats.binomtest(counts[1], sum(counts), share).pvalue)
+    assert min(pv) > ALPHA / len(pv), (counts, expected, pv)
+    # and a λ (single-sender) law is rejected
+    assert stats.binomtest(counts[1], sum(counts), 0.5).pvalue < ALPHA
+
+
+def test_reentry_spin_stays_below_the_bound() -> None:
+    """A second task on each calling CPU: its csd_lock() spin, per call, against the bound's spin
+    (probability λ E[T − S_L], then an equilibrium residual of T − S_L) for a call of that CPU."""
+    rates = "{repeat: [20000, 0, 0, 0]}"
+    sets = [f"workload.rate_hz={rates}", "policies=[preemptible_wait]", "policy.reentry=bound",
+            "workload.caller={preemptible: 1.0, spinlock: 0.0, preempt_disabled: 0.0}",
+            "system.second_task_hz=20000", "system.duration_s=0.5", "system.replications=4", "samples=400000"]  # fmt: skip
+    p = _load(*sets)
+    sim = simulate_system(p, threads=2, keep=200000)
+    sm = _samples(sim, "preemptible_wait")
+    second = sm[(sm[:, K.SS_SLOT] == 1) & (sm[:, K.SS_CPU] % 4 == 0)]
+    assert len(second) > 20000
+    spin_sys = second[:, K.SS_SPIN]
+    model = compile_model(p)
+    first = simulate_chunk(p, model, 0, NO_WAIT_TAIL, p.stream_key)
+    from mcsmp.sim.histogram import Histogram
+
+    tail = wait_tail_from(model, Histogram(model.layout, first.counts[K.H_WAIT_TAIL], float(first.sums[K.H_WAIT_TAIL])))
+    bound = np.concatenate([simulate_chunk(p, model, c, tail, p.stream_key, keep_samples=True).samples[:, K.S_SPIN]
+                            for c in range(4)])  # fmt: skip
+    # one-sided: Pr(spin > x) of the simulation may not exceed the bound's at any x (within binomial noise)
+    xs = np.quantile(bound[bound > 0], [0.0, 0.25, 0.5, 0.75, 0.9, 0.99])
+    for x in xs:
+        k_sys, n_sys = int((spin_sys > x).sum()), len(spin_sys)
+        k_b, n_b = int((bound > x).sum()), len(bound)
+        table = [[k_sys, n_sys - k_sys], [k_b, n_b - k_b]]
+        if k_sys / n_sys > k_b / n_b:
+            assert stats.fisher_exact(table, alternative="greater").pvalue > ALPHA / len(xs), (x, k_sys, n_sys, k_b, n_b)
+
+
+def test_bit_identical_for_any_thread_count() -> None:
+    p = _load("system.workload=scftorture", "workload.call=generic", "workload.rate_hz=50000", "system.duration_s=0.003",
+              "system.replications=3", "system.second_task_hz=5000", "system.async_csd=destination")  # fmt: skip
+    a = simulate_system(p, threads=1)
+    b = simulate_system(p, threads=3)
+    for pol in p.policies:
+        for ra, rb in zip(a.runs[pol].reps, b.runs[pol].reps, strict=True):
+            assert np.array_equal(ra.counts, rb.counts) and np.array_equal(ra.sums, rb.sums)
+            assert np.array_equal(ra.counters, rb.counters) and np.array_equal(ra.ops, rb.ops)
+    assert a.runs["preempt_off"].counter("second_calls") > 0
+
+
+def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mcsmp.cli import main
+
+    machine = Path(__file__).parent / "data" / "machines" / "haswell-4c.yaml"
+    png = tmp_path / "curve.png"
+    assert main(["system", "params/tlb-flush2.yaml", "--machine", str(machine), "--set", "system.threads=1,4",
+                 "--set", "system.duration_s=0.001", "--set", "system.replications=2", "--threads", "1", "--plot", str(png)]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "system.threads=4" in out and "throughput" in out and png.exists()
+    assert main(["system", "params/tlb-flush2.yaml", "--machine", str(machine), "--json", "--set", "system.duration_s=0.001",
+                 "--set", "system.replications=2", "--threads", "1"]) == 0  # fmt: skip
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert {r["policy"] for r in rows} == {"preempt_off", "preemptible_wait"}
+    assert main(["system", "params/tlb-flush2.yaml", "--set", "system.workload=clozed"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "system.workload" in err and "closed" in err
+    assert main(["system", "params/tlb-flush2.yaml", "--set", "policies=[atomic_alloc]"]) == 2
