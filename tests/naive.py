@@ -13,9 +13,17 @@ otherwise):
 
 - every time cost named as a distribution (entry, queue, irq_entry, func, send, delivery,
   cross_socket, page_walk, invlpg, full_flush) is drawn afresh at each use;
-- CPUs are numbered socket by socket, LLC by LLC, core by core (SMT siblings adjacent), and the
-  x2APIC cluster of CPU ``t`` is ``t // ipi.cluster_size``; cluster mode sends one write per
-  cluster, at the first target of that cluster in target order;
+- CPUs are numbered socket by socket, LLC by LLC, core by core (SMT siblings adjacent); CPU ``t``'s
+  x2APIC id is its package times the per-package count rounded up to a power of two plus its
+  place in the package, its cluster that id ``// ipi.cluster_size``; cluster mode sends one write
+  per cluster, at the first target of that cluster in target order;
+- targets go in ascending CPU id from CPU 0 (``kernel.target_order: cpu0``) or from the CPU after
+  the sender, wrapping (``after_sender``);
+- with ``ipi.shorthand`` a fan-out whose targets are all ``n − 1`` other CPUs (``n − 1 ≥ 2``) sends
+  one write, and every target departs with it;
+- one ``ipi.delivery_common_ns`` draw per fan-out (with a target) is added to every target's
+  delivery; TLB work (remote and local) is one ``tlb.handler_fixed_ns`` draw plus the pages or the
+  full flush;
 - ``generic`` calls have no ``flush_tlb_info``: no request read (no info cost) and no sender
   invalidation; the lazy-TLB skip (``target_prob``) applies to ``tlb_flush`` and ``generic``;
 - the sender's invalidation costs the transfer of the farthest class among the targets, added to
@@ -254,6 +262,10 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
     irq_entry, func = Sampler.of(params.costs.irq_entry_ns, rng), Sampler.of(params.costs.func_ns, rng)
     send, delivery = Sampler.of(params.ipi.send_ns, rng), Sampler.of(params.ipi.delivery_ns, rng)
     cross = Sampler.of(params.ipi.cross_socket_ns, rng)
+    delivery_common, handler_fixed = Sampler.of(params.ipi.delivery_common_ns, rng), Sampler.of(tlb.handler_fixed_ns, rng)
+    apic_span = 1
+    while apic_span < per_socket:
+        apic_span *= 2
     irq_res = Sampler.residual_of(params.remote.irq_off.length, rng)
     idle_exit = Sampler.of(params.remote.idle.length, rng)
     vcpu_res = Sampler.residual_of(params.remote.vcpu_preempted.length, rng)
@@ -300,7 +312,10 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
             else:
                 candidates = others
             candidates = [t for t in candidates if U() < w.target_prob]
-        targets = sorted(candidates, key=lambda t: (t - s - 1) % ncpu)  # ascending after s, wrapping
+        if params.kernel.target_order == "after_sender":
+            targets = sorted(candidates, key=lambda t: (t - s - 1) % ncpu)  # ascending after s, wrapping
+        else:
+            targets = sorted(candidates)  # for_each_cpu: from CPU 0 up
         k = len(targets)
         cls = [distance(s, t) for t in targets]
 
@@ -311,7 +326,7 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
         def work() -> float:
             if not is_tlb:
                 return func()
-            return full_flush() if full else pages * invlpg()
+            return handler_fixed() + (full_flush() if full else pages * invlpg())
 
         E = entry()
         if is_tlb and k > 0:
@@ -321,10 +336,14 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
         # 5. IPI writes
         now = E + Q
         depart = []
-        if params.ipi.mode == "cluster":
+        if params.ipi.shorthand and k == ncpu - 1 and k >= 2:
+            now += send()  # one all-but-self write
+            depart = [now] * k
+        elif params.ipi.mode == "cluster":
             written: dict[int, float] = {}
             for t in targets:
-                cluster = t // params.ipi.cluster_size
+                apic_id = (t // per_socket) * apic_span + t % per_socket
+                cluster = apic_id // params.ipi.cluster_size
                 if cluster not in written:
                     now += send()
                     written[cluster] = now
@@ -339,8 +358,9 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
         S_L = S + L
         # 7.-8. remote start and handler
         start, done_work = [], []
+        shared = delivery_common() if k > 0 else 0.0
         for j in range(k):
-            a = depart[j] + delivery()
+            a = depart[j] + shared + delivery()
             if cls[j] == REMOTE:
                 a += cross()
             u = U()

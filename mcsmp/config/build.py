@@ -26,6 +26,7 @@ from .schema import (
     PLACEMENTS,
     POLICIES,
     PREEMPTION_MODELS,
+    TARGET_ORDERS,
     Background,
     Cache,
     Caller,
@@ -67,7 +68,7 @@ MAX_SAMPLES = 10**11  # fan-outs per point (1.5 M chunks)
 # Keys whose value replaces the default whole instead of being merged key by key.
 _OPAQUE = {
     "costs.entry_ns", "costs.queue_ns", "costs.irq_entry_ns", "costs.func_ns",
-    "ipi.send_ns", "ipi.delivery_ns", "ipi.cross_socket_ns",
+    "ipi.send_ns", "ipi.delivery_ns", "ipi.cross_socket_ns", "ipi.delivery_common_ns", "tlb.handler_fixed_ns",
     "remote.irq_off.length", "remote.idle.exit_ns", "remote.vcpu_preempted.length",
     "tlb.pages", "tlb.invlpg_ns", "tlb.full_flush_ns", "cache.page_walk_ns",
     "background", "report.reference", "sweep.grid", "sweep.zip", "workload.rate_hz",
@@ -391,6 +392,7 @@ def build_params(raw: RawParams) -> Params:
         csdlock_debug=b.boolean("kernel.csdlock_debug"),
         nr_cpus=b.integer("kernel.nr_cpus", lo=1, hi=2**31 - 1),
         tasks=b.integer("kernel.tasks", lo=0, hi=2**31 - 1),
+        target_order=b.choice("kernel.target_order", TARGET_ORDERS),
     )
     if kernel.nr_cpus < machine.cpus:
         b.fail("kernel.nr_cpus", f"NR_CPUS ({kernel.nr_cpus}) must be >= machine.cpus ({machine.cpus})")
@@ -431,6 +433,8 @@ def build_params(raw: RawParams) -> Params:
         send_ns=b.dist("ipi.send_ns"),
         delivery_ns=b.dist("ipi.delivery_ns"),
         cross_socket_ns=b.dist("ipi.cross_socket_ns"),
+        shorthand=b.boolean("ipi.shorthand"),
+        delivery_common_ns=b.dist("ipi.delivery_common_ns"),
     )
     remote = Remote(
         irq_off=RemoteState(b.number("remote.irq_off.fraction", hi=1.0), b.dist("remote.irq_off.length")),
@@ -448,6 +452,7 @@ def build_params(raw: RawParams) -> Params:
         invlpg_ns=b.dist("tlb.invlpg_ns"),
         full_flush_ns=b.dist("tlb.full_flush_ns"),
         info_bytes=b.integer("tlb.info_bytes", lo=1, hi=64),
+        handler_fixed_ns=b.dist("tlb.handler_fixed_ns"),
     )
     cache = Cache(
         placement=b.choice("cache.placement", PLACEMENTS),

@@ -12,7 +12,7 @@ from typing import Any
 
 from .._util import sha256_json
 from ..dists import Dist
-from ..kernels.codes import CALLER_CONTEXTS, CALLS, DISTANCE_CLASSES, PLACEMENTS, POLICIES, PREEMPTION_MODELS
+from ..kernels.codes import CALLER_CONTEXTS, CALLS, DISTANCE_CLASSES, PLACEMENTS, POLICIES, PREEMPTION_MODELS, TARGET_ORDERS
 
 __all__ = [
     "CALLER_CONTEXTS",
@@ -21,6 +21,7 @@ __all__ = [
     "PLACEMENTS",
     "POLICIES",
     "PREEMPTION_MODELS",
+    "TARGET_ORDERS",
     "Background",
     "Cache",
     "Caller",
@@ -54,6 +55,7 @@ class Kernel:
     csdlock_debug: bool
     nr_cpus: int
     tasks: int
+    target_order: str  # "cpu0" (for_each_cpu) or "after_sender" (the contract's rule)
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ class Ipi:
     send_ns: Dist
     delivery_ns: Dist
     cross_socket_ns: Dist
+    shorthand: bool  # apic_use_ipi_shorthand: a full mask goes out as one all-but-self write
+    delivery_common_ns: Dist  # drawn once per fan-out, added to every target's delivery
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,7 @@ class Tlb:
     invlpg_ns: Dist
     full_flush_ns: Dist
     info_bytes: int
+    handler_fixed_ns: Dist  # per call, on top of the pages' INVLPGs or the full flush
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,11 @@ from .codes import (
     CTX_SPINLOCK,
     D_CROSS_SOCKET,
     D_DELIVERY,
+    D_DELIVERY_COMMON,
     D_ENTRY,
     D_FULL_FLUSH,
     D_FUNC,
+    D_HANDLER_FIXED,
     D_IDLE_EXIT,
     D_INVLPG,
     D_IRQ_ENTRY,
@@ -56,6 +58,7 @@ from .codes import (
     H_INFO_COST,
     H_REMOTE_WAIT,
     H_WAIT_TAIL,
+    I_APIC_PER_SOCKET,
     I_BASE,
     I_CALL,
     I_CEILING,
@@ -65,6 +68,7 @@ from .codes import (
     I_CSD_DEBUG,
     I_INFO_BYTES,
     I_MM_CPUS,
+    I_ORDER_AFTER_SENDER,
     I_OVERFLOW,
     I_PER_LLC,
     I_PER_SOCKET,
@@ -73,6 +77,7 @@ from .codes import (
     I_REENTRY,
     I_RUN_LOCAL,
     I_SHIFT,
+    I_SHORTHAND,
     I_SMT,
     I_UNIFORM_RATE,
     N_DISTS,
@@ -211,6 +216,8 @@ def run_chunk(
     mm_cpus = ip[I_MM_CPUS]
     call = ip[I_CALL]
     is_tlb = call != CALL_GENERIC  # both TLB calls carry a flush_tlb_info
+    shorthand = ip[I_SHORTHAND] == 1
+    after_sender = ip[I_ORDER_AFTER_SENDER] == 1
     cluster_mode = ip[I_CLUSTER_MODE] == 1
     cluster_size = ip[I_CLUSTER_SIZE]
     placement = ip[I_PLACEMENT]
@@ -249,6 +256,7 @@ def run_chunk(
     fk, fa, fb = fast_params(index, table, slot[D_FUNC])
     ffk, ffa, ffb = fast_params(index, table, slot[D_FULL_FLUSH])
     ilk, ila, ilb = fast_params(index, table, slot[D_INVLPG])
+    hfk, hfa, hfb = fast_params(index, table, slot[D_HANDLER_FIXED])
 
     # Topology of each CPU, so a target's distance class (docs/model.md §1 step 2) is three compares:
     # other socket -> remote, else other LLC -> socket, else other core -> llc, else smt.
@@ -260,7 +268,8 @@ def run_chunk(
         socket_of[t] = t // ip[I_PER_SOCKET]
         llc_of[t] = t // ip[I_PER_LLC]
         core_of[t] = t // ip[I_SMT]
-        cluster_of[t] = t // cluster_size
+        # x2APIC cluster = APIC id >> 4; ids are padded to a power of two per package (9.15)
+        cluster_of[t] = (socket_of[t] * ip[I_APIC_PER_SOCKET] + t % ip[I_PER_SOCKET]) // cluster_size
     tcluster = np.empty(n, dtype=np.int64)  # x2APIC cluster of each target
     cls = np.empty(n, dtype=np.int64)
     d = np.empty(n, dtype=np.float64)
@@ -272,7 +281,7 @@ def run_chunk(
     h_sorted = np.empty(n, dtype=np.float64)  # h in read order (insertion sort)
     offsets = np.arange(max(n - 1, 1), dtype=np.int64)  # candidate offsets for mm_cpus subsets
     chosen = np.empty(max(n - 1, 1), dtype=np.int64)
-    cluster_time = np.full(n // cluster_size + 1, -1.0)
+    cluster_time = np.full(cluster_of[n - 1] + 1, -1.0)
     # the per-target rows: row views and running sums in registers (same additions, same order)
     wait_counts = counts[H_REMOTE_WAIT]
     info_counts = counts[H_INFO_COST]
@@ -314,9 +323,12 @@ def run_chunk(
                 u, rs = uniform(rs)
                 if u >= target_prob:
                     continue
-            t = s + 1 + chosen[r]  # (s + 1 + offset) mod n
-            if t >= n:
-                t -= n
+            if after_sender:
+                t = s + 1 + chosen[r]  # (s + 1 + offset) mod n
+                if t >= n:
+                    t -= n
+            else:  # for_each_cpu: ascending from CPU 0, the sender left out (9.14)
+                t = chosen[r] + 1 if chosen[r] >= s else chosen[r]
             tcluster[k] = cluster_of[t]
             if socket_of[t] != s_socket:
                 cl = CLS_REMOTE
@@ -358,7 +370,15 @@ def run_chunk(
             if not ok:
                 x, rs = sample(index, table, slot[D_QUEUE], rs)
             t_now += x + transfer[cls[j]]
-        if cluster_mode:
+        if shorthand and k == n - 1 and k > 1:
+            # native_send_call_func_ipi(): mask + self == online -> one all-but-self write (9.27)
+            x, rs, ok = fast_draw(sk, sa, sb, rs)
+            if not ok:
+                x, rs = sample(index, table, slot[D_SEND], rs)
+            t_now += x
+            for j in range(k):
+                d[j] = t_now
+        elif cluster_mode:
             for j in range(k):
                 cid = tcluster[j]
                 if cluster_time[cid] < 0.0:
@@ -384,14 +404,22 @@ def run_chunk(
             if not ok:
                 local, rs = sample(index, table, wd, rs)
             local = wmul * local
+            if is_tlb:
+                x, rs, ok = fast_draw(hfk, hfa, hfb, rs)
+                if not ok:
+                    x, rs = sample(index, table, slot[D_HANDLER_FIXED], rs)
+                local += x
         s_l = s_end + local
 
         # ---- 7.–8. remote side --------------------------------------------------------------------
+        common = 0.0  # the delivery delay all targets of this fan-out share (9.28)
+        if k > 0:
+            common, rs = sample(index, table, slot[D_DELIVERY_COMMON], rs)
         for j in range(k):
             x, rs, ok = fast_draw(dk, da, db, rs)
             if not ok:
                 x, rs = sample(index, table, slot[D_DELIVERY], rs)
-            a = d[j] + x
+            a = d[j] + common + x
             if cls[j] == CLS_REMOTE:
                 x, rs, ok = fast_draw(xk, xa, xb, rs)
                 if not ok:
@@ -412,7 +440,13 @@ def run_chunk(
             x, rs, ok = fast_draw(wk, wa, wb, rs)
             if not ok:
                 x, rs = sample(index, table, wd, rs)
-            c[j] = h[j] + wmul * x + transfer[cls[j]]
+            work = wmul * x
+            if is_tlb:  # flush_tlb_func's fixed part, paid once per call whatever the pages (9.29)
+                x, rs, ok = fast_draw(hfk, hfa, hfb, rs)
+                if not ok:
+                    x, rs = sample(index, table, slot[D_HANDLER_FIXED], rs)
+                work += x
+            c[j] = h[j] + work + transfer[cls[j]]
 
         # ---- §2 flush-request cost: own read cost, then serialised by arrival at the line -------
         if is_tlb and k > 0:

@@ -98,6 +98,10 @@ def compile_model(params: Params) -> CompiledModel:
     ip[K.I_SHIFT] = layout.shift
     ip[K.I_BASE] = layout.base
     ip[K.I_OVERFLOW] = layout.overflow
+    ip[K.I_SHORTHAND] = int(params.ipi.shorthand)
+    ip[K.I_ORDER_AFTER_SENDER] = int(params.kernel.target_order == "after_sender")
+    per_socket = m.cpus // m.sockets
+    ip[K.I_APIC_PER_SOCKET] = 1 << (per_socket - 1).bit_length()  # package id field: next power of two
 
     fp = np.zeros(K.N_FP, dtype=np.float64)
     fp[K.F_TARGET_PROB] = w.target_prob
@@ -129,6 +133,8 @@ def compile_model(params: Params) -> CompiledModel:
     slots[K.D_INVLPG] = params.tlb.invlpg_ns
     slots[K.D_FULL_FLUSH] = params.tlb.full_flush_ns
     slots[K.D_PAGE_WALK] = c.page_walk_ns
+    slots[K.D_HANDLER_FIXED] = params.tlb.handler_fixed_ns
+    slots[K.D_DELIVERY_COMMON] = params.ipi.delivery_common_ns
     index, table = encode(slots)  # type: ignore[arg-type]
 
     policies = np.array([_POLICY[p] for p in params.policies], dtype=np.int64)
