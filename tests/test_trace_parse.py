@@ -253,7 +253,7 @@ def test_real_wrapped_trace() -> None:
 
 
 def test_fragment(real: list) -> None:
-    text, func = build_fragment(real)
+    text, func = build_fragment(real, call="generic")
     assert func == "flush_tlb_func"
     data = yaml.safe_load(text)
     assert set(data) == {"machine", "workload", "costs", "ipi", "remote"}
