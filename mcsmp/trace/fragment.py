@@ -391,7 +391,7 @@ def _tlb_keys(handler: np.ndarray, pages: np.ndarray, invlpg_ns: float | None) -
         notes.append("full flushes only: the whole handler is the fixed part, tlb.full_flush_ns = 0")
         lines += ["tlb:", "  handler_fixed_ns:", *_dist_yaml(quantile_table(handler[full]), "    "),
                   "  full_flush_ns: 0"]  # fmt: skip
-    seen = sorted(set(pages[partial | full].tolist()))
+    seen = sorted(set(pages[partial | full].tolist()), key=lambda p: FULL_FLUSH_PAGES if p < 0 else p)
     values = [FULL_FLUSH_PAGES if p < 0 else p for p in seen]
     if len(values) == 1:
         lines.append(f"  pages: {values[0]}")
