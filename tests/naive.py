@@ -24,6 +24,10 @@ otherwise):
 - one ``ipi.delivery_common_ns`` draw per fan-out (with a target) is added to every target's
   delivery; TLB work (remote and local) is one ``tlb.handler_fixed_ns`` draw plus the pages or the
   full flush;
+- ``ipi.pv_tlb_flush`` with ``tlb_flush``: each remaining candidate is, with probability
+  ``remote.vcpu_preempted.fraction``, a preempted vCPU that ``kvm_flush_tlb_multi()`` drops from
+  the mask; a kept target is not preempted, so its state is irqs-off or idle with the fractions
+  divided by ``1 − vcpu fraction``; the wait is pinned preempt-off like the debug wait;
 - ``generic`` calls have no ``flush_tlb_info``: no request read (no info cost) and no sender
   invalidation; the lazy-TLB skip (``target_prob``) applies to ``tlb_flush`` and ``generic``;
 - the sender's invalidation costs the transfer of the farthest class among the targets, added to
@@ -278,9 +282,14 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
     senders = rng.choice(ncpu, size=n, p=sender_p)  # MODEL §1.1: weighted by the per-CPU call rate
     is_tlb = w.call in ("tlb_flush", "tlb_flush_kernel")
     kernel_preemptible = params.kernel.preemption in ("full", "lazy", "rt")
-    pinned = params.kernel.csdlock_debug or w.call == "tlb_flush_kernel"
+    pv = params.ipi.pv_tlb_flush and w.call == "tlb_flush"
+    pinned = params.kernel.csdlock_debug or w.call == "tlb_flush_kernel" or pv
     f_irq, f_idle, f_vcpu = (params.remote.irq_off.fraction, params.remote.idle.fraction,
                              params.remote.vcpu_preempted.fraction)  # fmt: skip
+    if pv:  # a kept target is known not to be preempted
+        kept = 1.0 - f_vcpu
+        f_irq, f_idle = (f_irq / kept, f_idle / kept) if kept > 0 else (0.0, 0.0)
+        drop_p, f_vcpu = params.remote.vcpu_preempted.fraction, 0.0
     npol = len(params.policies)
 
     def distance(s: int, t: int) -> int:
@@ -312,6 +321,8 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
             else:
                 candidates = others
             candidates = [t for t in candidates if U() < w.target_prob]
+            if pv:
+                candidates = [t for t in candidates if not U() < drop_p]
         if params.kernel.target_order == "after_sender":
             targets = sorted(candidates, key=lambda t: (t - s - 1) % ncpu)  # ascending after s, wrapping
         else:

@@ -435,6 +435,7 @@ def build_params(raw: RawParams) -> Params:
         cross_socket_ns=b.dist("ipi.cross_socket_ns"),
         shorthand=b.boolean("ipi.shorthand"),
         delivery_common_ns=b.dist("ipi.delivery_common_ns"),
+        pv_tlb_flush=b.boolean("ipi.pv_tlb_flush"),
     )
     remote = Remote(
         irq_off=RemoteState(b.number("remote.irq_off.fraction", hi=1.0), b.dist("remote.irq_off.length")),

@@ -94,6 +94,7 @@ class Ipi:
     cross_socket_ns: Dist
     shorthand: bool  # apic_use_ipi_shorthand: a full mask goes out as one all-but-self write
     delivery_common_ns: Dist  # drawn once per fan-out, added to every target's delivery
+    pv_tlb_flush: bool  # KVM guest: kvm_flush_tlb_multi() drops preempted vCPUs, stays preempt-off
 
 
 @dataclass(frozen=True)

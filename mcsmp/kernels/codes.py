@@ -15,13 +15,15 @@ I_CLUSTER_SIZE, I_PLACEMENT, I_CEILING, I_INFO_BYTES, I_PREEMPTION, I_CSD_DEBUG 
 I_REENTRY, I_UNIFORM_RATE, I_SHIFT, I_BASE, I_OVERFLOW = range(14, 19)
 # issue 10: IPI shorthand, target order, x2APIC ids padded per package (docs/model.md 9.14, 9.15, 9.27)
 I_SHORTHAND, I_ORDER_AFTER_SENDER, I_APIC_PER_SOCKET = range(19, 22)
-N_IP = 22
+I_PV_TLB = 22  # issue 10: KVM PV TLB flush (docs/model.md 9.30)
+N_IP = 23
 
 # ---- float parameters (fp[...]) --------------------------------------------------------------
 F_TARGET_PROB, F_IRQ, F_IDLE, F_VCPU, F_CALLER_PRE, F_CALLER_SPIN = range(6)
 F_T_SMT, F_T_LLC, F_T_SOCKET, F_T_REMOTE, F_SERIALIZE, F_FALSE_SHARING, F_TLB_MISS = range(6, 13)
 F_ALLOC_NS, F_ALLOC_FAIL, F_RLOCK_NS, F_REENTRY_SCALE = range(13, 17)
-N_FP = 17
+F_PV_DROP = 17  # issue 10: probability that kvm_flush_tlb_multi() drops a target (9.30)
+N_FP = 18
 
 # ---- distribution slots (rows of the distribution index) --------------------------------------
 D_ENTRY, D_QUEUE, D_IRQ_ENTRY, D_FUNC, D_SEND, D_DELIVERY, D_CROSS_SOCKET = range(7)

@@ -15,6 +15,7 @@ import numpy as np
 from .._jit import kernel
 from .codes import (
     CALL_GENERIC,
+    CALL_TLB,
     CALL_TLB_KERNEL,
     CLS_LLC,
     CLS_REMOTE,
@@ -46,6 +47,7 @@ from .codes import (
     F_FALSE_SHARING,
     F_IDLE,
     F_IRQ,
+    F_PV_DROP,
     F_REENTRY_SCALE,
     F_RLOCK_NS,
     F_SERIALIZE,
@@ -74,6 +76,7 @@ from .codes import (
     I_PER_SOCKET,
     I_PLACEMENT,
     I_PREEMPTION,
+    I_PV_TLB,
     I_REENTRY,
     I_RUN_LOCAL,
     I_SHIFT,
@@ -145,7 +148,9 @@ def _policies(counts, sums, samples, it, ip, fp, policies, g, ctx, alloc_failed,
     """P and H of every policy for one fan-out of CPU group ``g`` (docs/model.md §3), recorded."""
     preemption = ip[I_PREEMPTION]
     kernel_preemptible = preemption >= PREEMPT_FULL
-    waits_pinned = ip[I_CSD_DEBUG] == 1 or ip[I_CALL] == CALL_TLB_KERNEL
+    waits_pinned = ip[I_CSD_DEBUG] == 1 or ip[I_CALL] == CALL_TLB_KERNEL or (
+        ip[I_PV_TLB] == 1 and ip[I_CALL] == CALL_TLB  # kvm_flush_tlb_multi() stays preempt-off (9.30)
+    )
     allow = kernel_preemptible and not waits_pinned and (
         ctx == CTX_PREEMPTIBLE or (ctx == CTX_SPINLOCK and preemption == PREEMPT_RT)
     )
@@ -230,6 +235,7 @@ def run_chunk(
     base = ip[I_BASE]
     overflow = ip[I_OVERFLOW]
     target_prob = fp[F_TARGET_PROB]
+    pv_drop = fp[F_PV_DROP]
     f_irq = fp[F_IRQ]
     f_idle = f_irq + fp[F_IDLE]
     f_vcpu = f_idle + fp[F_VCPU]
@@ -322,6 +328,10 @@ def run_chunk(
             if skip_lazy:
                 u, rs = uniform(rs)
                 if u >= target_prob:
+                    continue
+            if pv_drop > 0.0:  # kvm_flush_tlb_multi(): a preempted vCPU flushes at its next entry
+                u, rs = uniform(rs)
+                if u < pv_drop:
                     continue
             if after_sender:
                 t = s + 1 + chosen[r]  # (s + 1 + offset) mod n

@@ -117,6 +117,15 @@ def compile_model(params: Params) -> CompiledModel:
     fp[K.F_ALLOC_NS] = params.policy.alloc_ns
     fp[K.F_ALLOC_FAIL] = params.policy.alloc_fail_prob
     fp[K.F_RLOCK_NS] = params.policy.cpus_read_lock_ns
+    pv = params.ipi.pv_tlb_flush and w.call == "tlb_flush"
+    ip[K.I_PV_TLB] = int(params.ipi.pv_tlb_flush)
+    if pv:  # docs/model.md 9.30: preempted targets leave the mask; the others' states are conditional
+        f_vcpu = params.remote.vcpu_preempted.fraction
+        kept = 1.0 - f_vcpu
+        fp[K.F_PV_DROP] = f_vcpu
+        fp[K.F_IRQ] = params.remote.irq_off.fraction / kept if kept > 0 else 0.0
+        fp[K.F_IDLE] = params.remote.idle.fraction / kept if kept > 0 else 0.0
+        fp[K.F_VCPU] = 0.0
 
     slots = [None] * K.N_DISTS
     slots[K.D_ENTRY] = params.costs.entry_ns
@@ -139,7 +148,7 @@ def compile_model(params: Params) -> CompiledModel:
 
     policies = np.array([_POLICY[p] for p in params.policies], dtype=np.int64)
     kernel_preemptible = params.kernel.preemption in ("full", "lazy", "rt")
-    pinned = params.kernel.csdlock_debug or w.call == "tlb_flush_kernel"
+    pinned = params.kernel.csdlock_debug or w.call == "tlb_flush_kernel" or pv
     some_call_may_allow = w.caller.preemptible > 0 or (w.caller.spinlock > 0 and params.kernel.preemption == "rt")
     needs_reentry = (
         params.policy.reentry == "bound"
