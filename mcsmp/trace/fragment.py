@@ -85,6 +85,7 @@ class Combined:
     local_func: np.ndarray
     local_handler_ns: np.ndarray
     pages: np.ndarray  # per pair: pages invalidated, -1 full flush, 0 unknown
+    fanout: np.ndarray  # per pair: its fan-out, unique over the files
 
     def counter(self, name: str) -> Counter:
         """Sum a Counter attribute of the results (``queued``, ``unpaired``, …)."""
@@ -132,6 +133,8 @@ def combine(results: Sequence[TraceResult], window: tuple[float, float] | None =
         local_func=cat(lambda r: np.array(r.local_func, dtype=object), paired=False),
         local_handler_ns=cat(lambda r: r.local_handler_ns, paired=False),
         pages=cat(lambda r: r.pages if len(r.pages) == len(r.t_queue) else np.zeros(len(r.t_queue), np.int64)),
+        fanout=cat(lambda r: (r.fanout if len(r.fanout) == len(r.t_queue) else -1 - np.arange(len(r.t_queue)))
+                   + (rs.index(r) << 40)),
     )
 
 
@@ -323,6 +326,21 @@ def build_fragment(
         notes += tlb_notes
     else:
         notes.append("Handler time (entry->exit) becomes costs.func_ns, which only workload.call: generic uses.")
+    split = _delivery_split(delivery, c.fanout[sel])
+    if split is None:
+        notes += [
+            "Delivery: fewer than 20 fan-outs with two or more paired targets, so the part all targets",
+            "of a fan-out share cannot be measured: ipi.delivery_common_ns stays 0 (docs/model.md 9.28).",
+        ]
+    else:
+        common, per_target, n_multi = split
+        delivery = per_target
+        notes += [
+            f"Delivery split (docs/model.md 9.28) over {n_multi} fan-outs with two or more paired targets:",
+            "ipi.delivery_common_ns = each fan-out's fastest delivery minus the fastest of all fan-outs,",
+            "ipi.delivery_ns = each target's delivery minus its fan-out's common part (so every",
+            "fan-out's measured deliveries are reproduced exactly; single-target fan-outs are left out).",
+        ]
     if window is not None:
         notes.append(f"window: calls queued {window[0]:g} s to {window[1]:g} s after each file's first event")
     machine, why = _machine(c)
@@ -347,11 +365,33 @@ def build_fragment(
         "  send_ns: 0",
         "  delivery_ns:",
         *_dist_yaml(quantile_table(delivery), "    "),
+        *(["  delivery_common_ns:", *_dist_yaml(quantile_table(split[0]), "    ")] if split is not None else []),
         "remote:",
         "  irq_off: {fraction: 0.0}",
         "  idle: {fraction: 0.0}",
     ]
     return "\n".join(text) + "\n", func
+
+
+def _delivery_split(delivery: np.ndarray, fanout: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """(common per fan-out, per-target remainder, fan-outs used) from fan-outs of >= 2 targets.
+
+    The common part of fan-out f is ``min_j D_fj − min_f min_j D_fj`` (so it is >= 0 and 0 for the
+    fastest fan-out); each target keeps ``D_fj − common_f``. None with fewer than ``_MIN_PAIRS``
+    such fan-outs.
+    """
+    ids, inverse, counts = np.unique(fanout, return_inverse=True, return_counts=True)
+    multi = counts[inverse] >= 2
+    n_multi = int(np.sum(counts >= 2))
+    if n_multi < _MIN_PAIRS:
+        return None
+    fastest = np.full(len(ids), np.inf)
+    np.minimum.at(fastest, inverse[multi], delivery[multi])
+    used = counts >= 2
+    common = fastest[used] - fastest[used].min()
+    common_of = np.zeros(len(ids))
+    common_of[used] = common
+    return common, delivery[multi] - common_of[inverse[multi]], n_multi
 
 
 def _tlb_keys(handler: np.ndarray, pages: np.ndarray, invlpg_ns: float | None) -> tuple[list[str], list[str]]:

@@ -198,7 +198,7 @@ def distance_class(sender: int, target: int, topology: dict[int, CpuTopology]) -
 class _Call:
     """One remote csd_queue_cpu event and what became of it."""
 
-    __slots__ = ("func", "ipi", "pages", "sender", "status", "t_entry", "t_exit", "t_queue", "target")
+    __slots__ = ("fanout", "func", "ipi", "pages", "sender", "status", "t_entry", "t_exit", "t_queue", "target")
 
     def __init__(self, func: str, sender: int, target: int, t_queue: float) -> None:
         self.func, self.sender, self.target, self.t_queue = func, sender, target, t_queue
@@ -206,6 +206,7 @@ class _Call:
         self.ipi: bool | None = None
         self.status = ""
         self.pages = 0  # from the target's tlb_flush inside the handler: -1 full flush, 0 unknown
+        self.fanout = -1  # calls of one smp_call_function_many_cond() share it
 
 
 @dataclass
@@ -250,6 +251,9 @@ class TraceResult:
         Per paired call, the pages its handler invalidated (the target's ``tlb_flush`` "remote
         shootdown" event between entry and exit): −1 a full flush, 0 not known (no ``tlb``
         events, or not a TLB flush); empty for a result built without them.
+    fanout : ndarray of int
+        Per paired call, its fan-out: the calls one sender queued before its IPI send (or, with
+        no ipi events, before its own local csd call) share an id.
     """
 
     path: str
@@ -277,6 +281,7 @@ class TraceResult:
     shootdowns: int = 0
     shootdowns_without_request: int = 0
     pages: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    fanout: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def delivery_ns(self) -> np.ndarray:
@@ -446,6 +451,8 @@ class _Pairer:
         self.shootdowns = 0  # tlb_flush "remote IPI send" events
         self.silent = 0  # ... that queued no flush_tlb_func csd before the sender's next one
         self.shootdown_open: dict[int, bool] = {}
+        self.fanouts = 0  # fan-out ids handed out
+        self.open_fanout: dict[int, int] = {}  # sender -> id of the fan-out it is queueing
 
     def run(self, lines: Iterable[str]) -> TraceResult:
         lineno = 0
@@ -520,6 +527,10 @@ class _Pairer:
         if func == "flush_tlb_func":
             self.shootdown_open[sender] = False
         call = _Call(func, sender, target, t)
+        if sender not in self.open_fanout:
+            self.open_fanout[sender] = self.fanouts
+            self.fanouts += 1
+        call.fanout = self.open_fanout[sender]
         self.calls.append(call)
         # The csd is locked until its target runs it, so a re-queue means the earlier queue
         # event will never see its own entry (see module docstring).
@@ -537,6 +548,7 @@ class _Pairer:
         # callback=0x0 and must not be credited to a queued csd.
         if "smp_call_function" not in kv.get("callback", ""):
             return
+        self.open_fanout.pop(sender, None)  # the IPIs end a fan-out's queue phase
         targets = [int(kv["cpu"])] if name == "ipi_send_cpu" else _cpumask(kv.get("cpumask", ""))
         waiting = self.awaiting_ipi[sender]
         for target in targets:
@@ -546,6 +558,7 @@ class _Pairer:
 
     def _entry(self, cpu: int, func: str, csd: str, t: float) -> None:
         if _is_null(csd):
+            self.open_fanout.pop(cpu, None)  # the sender's local call comes after its IPIs
             self.open[cpu].append((csd, func, t, None))
             return
         call = self.pending.pop((csd, cpu), None)
@@ -648,4 +661,5 @@ class _Pairer:
             shootdowns=self.shootdowns,
             shootdowns_without_request=self.silent + sum(self.shootdown_open.values()),
             pages=np.array([c.pages for c in good], dtype=np.int64),
+            fanout=np.array([c.fanout for c in good], dtype=np.int64),
         )
