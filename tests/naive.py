@@ -28,6 +28,10 @@ otherwise):
   ``remote.vcpu_preempted.fraction``, a preempted vCPU that ``kvm_flush_tlb_multi()`` drops from
   the mask; a kept target is not preempted, so its state is irqs-off or idle with the fractions
   divided by ``1 − vcpu fraction``; the wait is pinned preempt-off like the debug wait;
+- ``tlb.mechanism: invlpgb``: a ``tlb_flush_kernel`` call, or a ``tlb_flush`` of an mm on 4 or more
+  CPUs (``mm_cpus + 1``, or all), has no targets: after ``E`` the sender issues one ``invlpgb_ns``
+  per ``invlpgb_count_max`` pages (rounded up, at least one; one for a full flush) and waits one
+  ``tlbsync_ns``; that is ``L`` (no local ``flush_tlb_func``), ``T = S_L``, and ``P = H = T``;
 - ``generic`` calls have no ``flush_tlb_info``: no request read (no info cost) and no sender
   invalidation; the lazy-TLB skip (``target_prob``) applies to ``tlb_flush`` and ``generic``;
 - the sender's invalidation costs the transfer of the farthest class among the targets, added to
@@ -283,7 +287,10 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
     is_tlb = w.call in ("tlb_flush", "tlb_flush_kernel")
     kernel_preemptible = params.kernel.preemption in ("full", "lazy", "rt")
     pv = params.ipi.pv_tlb_flush and w.call == "tlb_flush"
-    pinned = params.kernel.csdlock_debug or w.call == "tlb_flush_kernel" or pv
+    mm_size = ncpu if w.mm_cpus is None else w.mm_cpus + 1
+    broadcast = tlb.mechanism == "invlpgb" and (w.call == "tlb_flush_kernel" or (w.call == "tlb_flush" and mm_size >= 4))
+    invlpgb, tlbsync = Sampler.of(tlb.invlpgb_ns, rng), Sampler.of(tlb.tlbsync_ns, rng)
+    pinned = params.kernel.csdlock_debug or w.call == "tlb_flush_kernel" or pv or broadcast
     f_irq, f_idle, f_vcpu = (params.remote.irq_off.fraction, params.remote.idle.fraction,
                              params.remote.vcpu_preempted.fraction)  # fmt: skip
     if pv:  # a kept target is known not to be preempted
@@ -323,6 +330,8 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
             candidates = [t for t in candidates if U() < w.target_prob]
             if pv:
                 candidates = [t for t in candidates if not U() < drop_p]
+        if broadcast:
+            candidates = []
         if params.kernel.target_order == "after_sender":
             targets = sorted(candidates, key=lambda t: (t - s - 1) % ncpu)  # ascending after s, wrapping
         else:
@@ -365,7 +374,11 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
                 depart.append(now)
         S = now
         # 6. local call
-        L = work() if w.run_local else 0.0
+        if broadcast:  # INVLPGBs, then TLBSYNC
+            n_instr = 1 if full else max(1, math.ceil(pages / tlb.invlpgb_count_max))
+            L = sum(invlpgb() for _ in range(n_instr)) + tlbsync()
+        else:
+            L = work() if w.run_local else 0.0
         S_L = S + L
         # 7.-8. remote start and handler
         start, done_work = [], []

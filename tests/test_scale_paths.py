@@ -93,3 +93,21 @@ def test_common_delivery_is_shared_by_the_targets(tmp_path: Path) -> None:
     # exponential(1000) vs max of 4: means 1000 and 1000 * (1 + 1/2 + 1/3 + 1/4) = 2083;
     # standard error of the mean of 20,000 exponentials is 7 ns
     assert abs(tail.mean() - mean) < 6 * mean / np.sqrt(len(tail))
+
+
+def test_invlpgb_broadcast_replaces_the_ipis(tmp_path: Path) -> None:
+    common = {
+        "workload.call": "tlb_flush", "workload.mm_cpus": None, "tlb.mechanism": "invlpgb",
+        "tlb.invlpgb_ns": 50, "tlb.invlpgb_count_max": 8, "tlb.tlbsync_ns": 300,
+        "policies": ["preempt_off", "preemptible_wait"], "workload.caller.preemptible": 1.0,
+        "workload.caller.preempt_disabled": 0.0,
+    }  # fmt: skip
+    s = _samples(tmp_path, **common, **{"tlb.pages": 20})
+    assert np.all(s[:, K.S_TARGETS] == 0)
+    assert np.all(s[:, K.S_T] == 3 * 50 + 300)  # ceil(20 / 8) INVLPGBs, then TLBSYNC
+    assert np.all(s[:, K.N_SAMPLE_COLS + 1] == s[:, K.S_T])  # preemptible_wait: nothing to wait preemptibly
+    s = _samples(tmp_path, **common, **{"tlb.pages": 40})
+    assert np.all(s[:, K.S_T] == 50 + 300)  # above the ceiling: one flush-all INVLPGB
+    # an mm on fewer than 4 CPUs has no global ASID: IPIs as before (sender + 2 others)
+    s = _samples(tmp_path, **{**common, "tlb.pages": 20, "workload.mm_cpus": 2})
+    assert np.all(s[:, K.S_TARGETS] == 2)

@@ -27,6 +27,7 @@ from .schema import (
     POLICIES,
     PREEMPTION_MODELS,
     TARGET_ORDERS,
+    TLB_MECHANISMS,
     Background,
     Cache,
     Caller,
@@ -69,6 +70,7 @@ MAX_SAMPLES = 10**11  # fan-outs per point (1.5 M chunks)
 _OPAQUE = {
     "costs.entry_ns", "costs.queue_ns", "costs.irq_entry_ns", "costs.func_ns",
     "ipi.send_ns", "ipi.delivery_ns", "ipi.cross_socket_ns", "ipi.delivery_common_ns", "tlb.handler_fixed_ns",
+    "tlb.invlpgb_ns", "tlb.tlbsync_ns",
     "remote.irq_off.length", "remote.idle.exit_ns", "remote.vcpu_preempted.length",
     "tlb.pages", "tlb.invlpg_ns", "tlb.full_flush_ns", "cache.page_walk_ns",
     "background", "report.reference", "sweep.grid", "sweep.zip", "workload.rate_hz",
@@ -454,6 +456,10 @@ def build_params(raw: RawParams) -> Params:
         full_flush_ns=b.dist("tlb.full_flush_ns"),
         info_bytes=b.integer("tlb.info_bytes", lo=1, hi=64),
         handler_fixed_ns=b.dist("tlb.handler_fixed_ns"),
+        mechanism=b.choice("tlb.mechanism", TLB_MECHANISMS),
+        invlpgb_ns=b.dist("tlb.invlpgb_ns"),
+        invlpgb_count_max=b.integer("tlb.invlpgb_count_max", lo=1, hi=65536),
+        tlbsync_ns=b.dist("tlb.tlbsync_ns"),
     )
     cache = Cache(
         placement=b.choice("cache.placement", PLACEMENTS),

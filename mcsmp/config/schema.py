@@ -12,7 +12,7 @@ from typing import Any
 
 from .._util import sha256_json
 from ..dists import Dist
-from ..kernels.codes import CALLER_CONTEXTS, CALLS, DISTANCE_CLASSES, PLACEMENTS, POLICIES, PREEMPTION_MODELS, TARGET_ORDERS
+from ..kernels.codes import CALLER_CONTEXTS, CALLS, DISTANCE_CLASSES, PLACEMENTS, POLICIES, PREEMPTION_MODELS, TARGET_ORDERS, TLB_MECHANISMS
 
 __all__ = [
     "CALLER_CONTEXTS",
@@ -22,6 +22,7 @@ __all__ = [
     "POLICIES",
     "PREEMPTION_MODELS",
     "TARGET_ORDERS",
+    "TLB_MECHANISMS",
     "Background",
     "Cache",
     "Caller",
@@ -118,6 +119,10 @@ class Tlb:
     full_flush_ns: Dist
     info_bytes: int
     handler_fixed_ns: Dist  # per call, on top of the pages' INVLPGs or the full flush
+    mechanism: str  # "ipi" (flush_tlb_func on every target) or "invlpgb" (AMD broadcast, 9.31)
+    invlpgb_ns: Dist  # one INVLPGB instruction on the sender
+    invlpgb_count_max: int  # pages one INVLPGB covers (CPUID 0x80000008 EDX[15:0] + 1)
+    tlbsync_ns: Dist  # the sender's TLBSYNC wait for every CPU's invalidation
 
 
 @dataclass(frozen=True)

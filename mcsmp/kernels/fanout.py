@@ -33,12 +33,14 @@ from .codes import (
     D_HANDLER_FIXED,
     D_IDLE_EXIT,
     D_INVLPG,
+    D_INVLPGB,
     D_IRQ_ENTRY,
     D_IRQ_OFF_LEN,
     D_PAGE_WALK,
     D_PAGES,
     D_QUEUE,
     D_SEND,
+    D_TLBSYNC,
     D_VCPU_LEN,
     F_ALLOC_FAIL,
     F_ALLOC_NS,
@@ -62,6 +64,7 @@ from .codes import (
     H_WAIT_TAIL,
     I_APIC_PER_SOCKET,
     I_BASE,
+    I_BROADCAST,
     I_CALL,
     I_CEILING,
     I_CLUSTER_MODE,
@@ -69,6 +72,7 @@ from .codes import (
     I_CPUS,
     I_CSD_DEBUG,
     I_INFO_BYTES,
+    I_INVLPGB_COUNT_MAX,
     I_MM_CPUS,
     I_ORDER_AFTER_SENDER,
     I_OVERFLOW,
@@ -150,7 +154,7 @@ def _policies(counts, sums, samples, it, ip, fp, policies, g, ctx, alloc_failed,
     kernel_preemptible = preemption >= PREEMPT_FULL
     waits_pinned = ip[I_CSD_DEBUG] == 1 or ip[I_CALL] == CALL_TLB_KERNEL or (
         ip[I_PV_TLB] == 1 and ip[I_CALL] == CALL_TLB  # kvm_flush_tlb_multi() stays preempt-off (9.30)
-    )
+    ) or ip[I_BROADCAST] == 1  # INVLPGB + TLBSYNC under get_cpu(): no csd wait to make preemptible (9.31)
     allow = kernel_preemptible and not waits_pinned and (
         ctx == CTX_PREEMPTIBLE or (ctx == CTX_SPINLOCK and preemption == PREEMPT_RT)
     )
@@ -222,6 +226,8 @@ def run_chunk(
     call = ip[I_CALL]
     is_tlb = call != CALL_GENERIC  # both TLB calls carry a flush_tlb_info
     shorthand = ip[I_SHORTHAND] == 1
+    broadcast = ip[I_BROADCAST] == 1  # AMD INVLPGB: no targets, no IPIs (9.31)
+    count_max = ip[I_INVLPGB_COUNT_MAX]
     after_sender = ip[I_ORDER_AFTER_SENDER] == 1
     cluster_mode = ip[I_CLUSTER_MODE] == 1
     cluster_size = ip[I_CLUSTER_SIZE]
@@ -324,6 +330,8 @@ def run_chunk(
         s_socket = socket_of[s]
         s_llc = llc_of[s]
         s_core = core_of[s]
+        if broadcast:
+            m = 0  # the hardware reaches every CPU: no mask, no csds
         for r in range(m):
             if skip_lazy:
                 u, rs = uniform(rs)
@@ -409,7 +417,13 @@ def run_chunk(
                 d[j] = t_now
         s_end = t_now
         local = 0.0
-        if run_local:
+        if broadcast:  # broadcast_tlb_flush(): one INVLPGB per count_max pages (one if full), then TLBSYNC
+            for _ in range(1 if full else max(1, int(math.ceil(pages / count_max)))):
+                x, rs = sample(index, table, slot[D_INVLPGB], rs)
+                local += x
+            x, rs = sample(index, table, slot[D_TLBSYNC], rs)
+            local += x
+        elif run_local:
             local, rs, ok = fast_draw(wk, wa, wb, rs)
             if not ok:
                 local, rs = sample(index, table, wd, rs)

@@ -15,7 +15,7 @@ from ..dists import encode
 from ..kernels import codes as K
 from .histogram import Layout
 
-__all__ = ["CompiledModel", "compile_model", "hist_row", "hist_rows", "policy_rows"]
+__all__ = ["CompiledModel", "compile_model", "hist_row", "hist_rows", "policy_rows", "uses_invlpgb"]
 
 # Each enumeration's code is its position in the name tuple of mcsmp.kernels.codes.
 _CALL = {name: code for code, name in enumerate(K.CALLS)}
@@ -62,6 +62,16 @@ def hist_row(metric: str, policies: tuple[str, ...] = (), policy: str = "", grou
     if metric not in K.POLICY_HISTS:
         raise KeyError(f"{metric!r} is not a sampled metric (histograms: {', '.join(K.FIXED_HISTS + K.POLICY_HISTS)})")
     return policy_rows(group, policies.index(policy), len(policies))[K.POLICY_HISTS.index(metric)]
+
+
+def uses_invlpgb(params: Params) -> bool:
+    """docs/model.md 9.31: the TLB calls of ``tlb.mechanism: invlpgb`` flush by broadcast; a user
+    mm only once it has a global ASID, i.e. is active on 4 or more CPUs (consider_global_asid())."""
+    w = params.workload
+    if params.tlb.mechanism != "invlpgb" or w.call == "generic":
+        return False
+    mm_size = params.machine.cpus if w.mm_cpus is None else w.mm_cpus + 1
+    return w.call == "tlb_flush_kernel" or mm_size >= 4
 
 
 def compile_model(params: Params) -> CompiledModel:
@@ -118,6 +128,9 @@ def compile_model(params: Params) -> CompiledModel:
     fp[K.F_ALLOC_FAIL] = params.policy.alloc_fail_prob
     fp[K.F_RLOCK_NS] = params.policy.cpus_read_lock_ns
     pv = params.ipi.pv_tlb_flush and w.call == "tlb_flush"
+    broadcast = uses_invlpgb(params)
+    ip[K.I_BROADCAST] = int(broadcast)
+    ip[K.I_INVLPGB_COUNT_MAX] = params.tlb.invlpgb_count_max
     ip[K.I_PV_TLB] = int(params.ipi.pv_tlb_flush)
     if pv:  # docs/model.md 9.30: preempted targets leave the mask; the others' states are conditional
         f_vcpu = params.remote.vcpu_preempted.fraction
@@ -144,11 +157,13 @@ def compile_model(params: Params) -> CompiledModel:
     slots[K.D_PAGE_WALK] = c.page_walk_ns
     slots[K.D_HANDLER_FIXED] = params.tlb.handler_fixed_ns
     slots[K.D_DELIVERY_COMMON] = params.ipi.delivery_common_ns
+    slots[K.D_INVLPGB] = params.tlb.invlpgb_ns
+    slots[K.D_TLBSYNC] = params.tlb.tlbsync_ns
     index, table = encode(slots)  # type: ignore[arg-type]
 
     policies = np.array([_POLICY[p] for p in params.policies], dtype=np.int64)
     kernel_preemptible = params.kernel.preemption in ("full", "lazy", "rt")
-    pinned = params.kernel.csdlock_debug or w.call == "tlb_flush_kernel" or pv
+    pinned = params.kernel.csdlock_debug or w.call == "tlb_flush_kernel" or pv or broadcast
     some_call_may_allow = w.caller.preemptible > 0 or (w.caller.spinlock > 0 and params.kernel.preemption == "rt")
     needs_reentry = (
         params.policy.reentry == "bound"
