@@ -57,7 +57,7 @@ def test_presets_load_by_name_after_a_plain_install(installed: Path, tmp_path: P
     assert "16core: valid, 36 sweep point(s)" in run.stdout
 
 
-MACHINES = ("haswell-4c", "icelake-2s-128", "kvm-2vcpu", "milan-72", "spr-2s")  # params/machines/ (issue 10)
+MACHINES = ("haswell-4c", "icelake-2s-128", "kvm-2vcpu", "milan-72", "milan-72-invlpgb", "spr-2s")  # params/machines/ (issue 10)
 
 
 def test_machine_presets_load_by_name() -> None:
