@@ -32,6 +32,11 @@ otherwise):
   CPUs (``mm_cpus + 1``, or all), has no targets: after ``E`` the sender issues one ``invlpgb_ns``
   per ``invlpgb_count_max`` pages (rounded up, at least one; one for a full flush) and waits one
   ``tlbsync_ns``; that is ``L`` (no local ``flush_tlb_func``), ``T = S_L``, and ``P = H = T``;
+- ``tlb_flush`` with ``workload.freed_tables_prob``: per fan-out, tables were freed with that
+  probability; then no ``should_flush_tlb()`` runs and a candidate skipped as lazy is a target
+  that pays one ``remote.idle.exit_ns`` instead of the state mixture; otherwise each candidate
+  left after the PV drop costs the sender one ``costs.cond_ns`` before the queue phase;
+- ``kernel.kernel_range_preemptible``: ``tlb_flush_kernel`` waits are not pinned;
 - ``generic`` calls have no ``flush_tlb_info``: no request read (no info cost) and no sender
   invalidation; the lazy-TLB skip (``target_prob``) applies to ``tlb_flush`` and ``generic``;
 - the sender's invalidation costs the transfer of the farthest class among the targets, added to
@@ -290,7 +295,9 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
     mm_size = ncpu if w.mm_cpus is None else w.mm_cpus + 1
     broadcast = tlb.mechanism == "invlpgb" and (w.call == "tlb_flush_kernel" or (w.call == "tlb_flush" and mm_size >= 4))
     invlpgb, tlbsync = Sampler.of(tlb.invlpgb_ns, rng), Sampler.of(tlb.tlbsync_ns, rng)
-    pinned = params.kernel.csdlock_debug or w.call == "tlb_flush_kernel" or pv or broadcast
+    cond_d = Sampler.of(params.costs.cond_ns, rng)
+    kernel_range_pinned = w.call == "tlb_flush_kernel" and not params.kernel.kernel_range_preemptible
+    pinned = params.kernel.csdlock_debug or kernel_range_pinned or pv or broadcast
     f_irq, f_idle, f_vcpu = (params.remote.irq_off.fraction, params.remote.idle.fraction,
                              params.remote.vcpu_preempted.fraction)  # fmt: skip
     if pv:  # a kept target is known not to be preempted
@@ -319,6 +326,8 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
         s = int(senders[i])
         # 1. targets: the mm's other CPUs (all, or mm_cpus of them uniformly), each with target_prob
         others = [t for t in range(ncpu) if t != s]
+        lazy: set[int] = set()
+        cond = 0.0
         if w.call == "tlb_flush_kernel":
             candidates = others  # every other online CPU, no lazy skip
         else:
@@ -327,9 +336,19 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
                 candidates = sorted(others, key=keys.__getitem__)[: w.mm_cpus]
             else:
                 candidates = others
-            candidates = [t for t in candidates if U() < w.target_prob]
-            if pv:
+            if pv:  # kvm_flush_tlb_multi() drops preempted vCPUs first
                 candidates = [t for t in candidates if not U() < drop_p]
+            freed = w.call == "tlb_flush" and U() < w.freed_tables_prob
+            if w.call == "tlb_flush" and not freed and not broadcast:  # should_flush_tlb() per CPU in the mask
+                cond = sum(cond_d() for _ in candidates)
+            kept = []
+            for t in candidates:
+                if U() < w.target_prob:
+                    kept.append(t)
+                elif freed:  # tables freed: the lazy (idle) CPU is IPI'd and pays a C-state exit
+                    kept.append(t)
+                    lazy.add(t)
+            candidates = kept
         if broadcast:
             candidates = []
         if params.kernel.target_order == "after_sender":
@@ -354,7 +373,7 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
         # 4. queue phase
         Q = sum(queue() + transfer[cl] for cl in cls)
         # 5. IPI writes
-        now = E + Q
+        now = E + cond + Q
         depart = []
         if params.ipi.shorthand and k == ncpu - 1 and k >= 2:
             now += send()  # one all-but-self write
@@ -388,7 +407,9 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
             if cls[j] == REMOTE:
                 a += cross()
             u = U()
-            if u < f_irq:
+            if targets[j] in lazy:
+                wait = idle_exit()
+            elif u < f_irq:
                 wait = irq_res()
             elif u < f_irq + f_idle:
                 wait = idle_exit()

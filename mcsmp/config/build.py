@@ -70,7 +70,7 @@ MAX_SAMPLES = 10**11  # fan-outs per point (1.5 M chunks)
 _OPAQUE = {
     "costs.entry_ns", "costs.queue_ns", "costs.irq_entry_ns", "costs.func_ns",
     "ipi.send_ns", "ipi.delivery_ns", "ipi.cross_socket_ns", "ipi.delivery_common_ns", "tlb.handler_fixed_ns",
-    "tlb.invlpgb_ns", "tlb.tlbsync_ns",
+    "tlb.invlpgb_ns", "tlb.tlbsync_ns", "costs.cond_ns",
     "remote.irq_off.length", "remote.idle.exit_ns", "remote.vcpu_preempted.length",
     "tlb.pages", "tlb.invlpg_ns", "tlb.full_flush_ns", "cache.page_walk_ns",
     "background", "report.reference", "sweep.grid", "sweep.zip", "workload.rate_hz",
@@ -395,6 +395,7 @@ def build_params(raw: RawParams) -> Params:
         nr_cpus=b.integer("kernel.nr_cpus", lo=1, hi=2**31 - 1),
         tasks=b.integer("kernel.tasks", lo=0, hi=2**31 - 1),
         target_order=b.choice("kernel.target_order", TARGET_ORDERS),
+        kernel_range_preemptible=b.boolean("kernel.kernel_range_preemptible"),
     )
     if kernel.nr_cpus < machine.cpus:
         b.fail("kernel.nr_cpus", f"NR_CPUS ({kernel.nr_cpus}) must be >= machine.cpus ({machine.cpus})")
@@ -421,6 +422,7 @@ def build_params(raw: RawParams) -> Params:
         rate_hz=rates,
         rate_per_cpu=per_cpu is not None,
         caller=caller,
+        freed_tables_prob=b.number("workload.freed_tables_prob", hi=1.0),
     )
     costs = Costs(
         entry_ns=b.dist("costs.entry_ns"),
@@ -428,6 +430,7 @@ def build_params(raw: RawParams) -> Params:
         irq_entry_ns=b.dist("costs.irq_entry_ns"),
         func_ns=b.dist("costs.func_ns"),
         context_switch_ns=b.number("costs.context_switch_ns"),
+        cond_ns=b.dist("costs.cond_ns"),
     )
     ipi = Ipi(
         mode=b.choice("ipi.mode", ("physical", "cluster")),

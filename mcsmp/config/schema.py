@@ -57,6 +57,7 @@ class Kernel:
     nr_cpus: int
     tasks: int
     target_order: str  # "cpu0" (for_each_cpu) or "after_sender" (the contract's rule)
+    kernel_range_preemptible: bool  # the follow-up: flush_tlb_kernel_range() waits preemptibly
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class Workload:
     rate_hz: tuple[float, ...]  # one per CPU (a single number is broadcast)
     rate_per_cpu: bool  # the file gave a list: report per-CPU rows
     caller: Caller
+    freed_tables_prob: float  # tlb_flush calls that freed page tables: lazy CPUs are IPI'd too
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class Costs:
     irq_entry_ns: Dist
     func_ns: Dist
     context_switch_ns: float
+    cond_ns: Dist  # one should_flush_tlb() check of a CPU in the mask
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from .codes import (
     CTX_PREEMPT_DISABLED,
     CTX_PREEMPTIBLE,
     CTX_SPINLOCK,
+    D_COND,
     D_CROSS_SOCKET,
     D_DELIVERY,
     D_DELIVERY_COMMON,
@@ -47,6 +48,7 @@ from .codes import (
     F_CALLER_PRE,
     F_CALLER_SPIN,
     F_FALSE_SHARING,
+    F_FREED_TABLES,
     F_IDLE,
     F_IRQ,
     F_PV_DROP,
@@ -73,6 +75,7 @@ from .codes import (
     I_CSD_DEBUG,
     I_INFO_BYTES,
     I_INVLPGB_COUNT_MAX,
+    I_KRANGE_PREEMPTIBLE,
     I_MM_CPUS,
     I_ORDER_AFTER_SENDER,
     I_OVERFLOW,
@@ -152,7 +155,8 @@ def _policies(counts, sums, samples, it, ip, fp, policies, g, ctx, alloc_failed,
     """P and H of every policy for one fan-out of CPU group ``g`` (docs/model.md §3), recorded."""
     preemption = ip[I_PREEMPTION]
     kernel_preemptible = preemption >= PREEMPT_FULL
-    waits_pinned = ip[I_CSD_DEBUG] == 1 or ip[I_CALL] == CALL_TLB_KERNEL or (
+    kernel_range_pinned = ip[I_CALL] == CALL_TLB_KERNEL and ip[I_KRANGE_PREEMPTIBLE] == 0
+    waits_pinned = ip[I_CSD_DEBUG] == 1 or kernel_range_pinned or (
         ip[I_PV_TLB] == 1 and ip[I_CALL] == CALL_TLB  # kvm_flush_tlb_multi() stays preempt-off (9.30)
     ) or ip[I_BROADCAST] == 1  # INVLPGB + TLBSYNC under get_cpu(): no csd wait to make preemptible (9.31)
     allow = kernel_preemptible and not waits_pinned and (
@@ -242,6 +246,7 @@ def run_chunk(
     overflow = ip[I_OVERFLOW]
     target_prob = fp[F_TARGET_PROB]
     pv_drop = fp[F_PV_DROP]
+    freed_prob = fp[F_FREED_TABLES] if call == CALL_TLB else 0.0
     f_irq = fp[F_IRQ]
     f_idle = f_irq + fp[F_IDLE]
     f_vcpu = f_idle + fp[F_VCPU]
@@ -269,6 +274,7 @@ def run_chunk(
     ffk, ffa, ffb = fast_params(index, table, slot[D_FULL_FLUSH])
     ilk, ila, ilb = fast_params(index, table, slot[D_INVLPG])
     hfk, hfa, hfb = fast_params(index, table, slot[D_HANDLER_FIXED])
+    cok, coa, cob = fast_params(index, table, slot[D_COND])
 
     # Topology of each CPU, so a target's distance class (docs/model.md §1 step 2) is three compares:
     # other socket -> remote, else other LLC -> socket, else other core -> llc, else smt.
@@ -282,6 +288,7 @@ def run_chunk(
         core_of[t] = t // ip[I_SMT]
         # x2APIC cluster = APIC id >> 4; ids are padded to a power of two per package (9.15)
         cluster_of[t] = (socket_of[t] * ip[I_APIC_PER_SOCKET] + t % ip[I_PER_SOCKET]) // cluster_size
+    lazy_idle = np.zeros(n, dtype=np.bool_)  # a lazy CPU reached because tables were freed (9.33)
     tcluster = np.empty(n, dtype=np.int64)  # x2APIC cluster of each target
     cls = np.empty(n, dtype=np.int64)
     d = np.empty(n, dtype=np.float64)
@@ -326,6 +333,11 @@ def run_chunk(
                     p -= 1
                 chosen[p] = v
         skip_lazy = call != CALL_TLB_KERNEL and target_prob < 1.0
+        freed = False  # freed_tables: on_each_cpu_mask(), no should_flush_tlb() skip (9.33)
+        if freed_prob > 0.0:
+            u, rs = uniform(rs)
+            freed = u < freed_prob
+        cond_cost = 0.0  # should_flush_tlb() over the mask, on the sender before the queue phase
         max_cls = -1
         s_socket = socket_of[s]
         s_llc = llc_of[s]
@@ -333,14 +345,22 @@ def run_chunk(
         if broadcast:
             m = 0  # the hardware reaches every CPU: no mask, no csds
         for r in range(m):
-            if skip_lazy:
-                u, rs = uniform(rs)
-                if u >= target_prob:
-                    continue
             if pv_drop > 0.0:  # kvm_flush_tlb_multi(): a preempted vCPU flushes at its next entry
                 u, rs = uniform(rs)
                 if u < pv_drop:
                     continue
+            is_lazy = False
+            if call == CALL_TLB and not freed:  # should_flush_tlb() on each CPU left in the mask
+                x, rs, ok = fast_draw(cok, coa, cob, rs)
+                if not ok:
+                    x, rs = sample(index, table, slot[D_COND], rs)
+                cond_cost += x
+            if skip_lazy:
+                u, rs = uniform(rs)
+                if u >= target_prob:
+                    if not freed:
+                        continue
+                    is_lazy = True
             if after_sender:
                 t = s + 1 + chosen[r]  # (s + 1 + offset) mod n
                 if t >= n:
@@ -357,6 +377,7 @@ def run_chunk(
             else:
                 cl = CLS_SMT
             cls[k] = cl
+            lazy_idle[k] = is_lazy
             max_cls = max(max_cls, cl)
             k += 1
 
@@ -382,7 +403,7 @@ def run_chunk(
             e, rs = sample(index, table, slot[D_ENTRY], rs)
         if is_tlb and k > 0:
             e += transfer[max_cls]  # invalidate the previous readers' copies of the request
-        t_now = e
+        t_now = e + cond_cost
         for j in range(k):
             x, rs, ok = fast_draw(qk, qa, qb, rs)
             if not ok:
@@ -451,7 +472,9 @@ def run_chunk(
                 a += x
             u, rs = uniform(rs)
             wait = 0.0
-            if u < f_irq:
+            if lazy_idle[j]:  # a lazy CPU is an idle one: it pays a C-state exit
+                wait, rs = sample(index, table, slot[D_IDLE_EXIT], rs)
+            elif u < f_irq:
                 wait, rs = sample_residual(index, table, slot[D_IRQ_OFF_LEN], rs)
             elif u < f_idle:
                 wait, rs = sample(index, table, slot[D_IDLE_EXIT], rs)

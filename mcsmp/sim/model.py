@@ -131,6 +131,8 @@ def compile_model(params: Params) -> CompiledModel:
     broadcast = uses_invlpgb(params)
     ip[K.I_BROADCAST] = int(broadcast)
     ip[K.I_INVLPGB_COUNT_MAX] = params.tlb.invlpgb_count_max
+    ip[K.I_KRANGE_PREEMPTIBLE] = int(params.kernel.kernel_range_preemptible)
+    fp[K.F_FREED_TABLES] = w.freed_tables_prob
     ip[K.I_PV_TLB] = int(params.ipi.pv_tlb_flush)
     if pv:  # docs/model.md 9.30: preempted targets leave the mask; the others' states are conditional
         f_vcpu = params.remote.vcpu_preempted.fraction
@@ -159,11 +161,13 @@ def compile_model(params: Params) -> CompiledModel:
     slots[K.D_DELIVERY_COMMON] = params.ipi.delivery_common_ns
     slots[K.D_INVLPGB] = params.tlb.invlpgb_ns
     slots[K.D_TLBSYNC] = params.tlb.tlbsync_ns
+    slots[K.D_COND] = params.costs.cond_ns
     index, table = encode(slots)  # type: ignore[arg-type]
 
     policies = np.array([_POLICY[p] for p in params.policies], dtype=np.int64)
     kernel_preemptible = params.kernel.preemption in ("full", "lazy", "rt")
-    pinned = params.kernel.csdlock_debug or w.call == "tlb_flush_kernel" or pv or broadcast
+    kernel_range_pinned = w.call == "tlb_flush_kernel" and not params.kernel.kernel_range_preemptible
+    pinned = params.kernel.csdlock_debug or kernel_range_pinned or pv or broadcast
     some_call_may_allow = w.caller.preemptible > 0 or (w.caller.spinlock > 0 and params.kernel.preemption == "rt")
     needs_reentry = (
         params.policy.reentry == "bound"
