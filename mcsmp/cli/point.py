@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 
 from .._version import __version__
@@ -64,8 +65,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     import mcsmp
 
+    from mcsmp.config.rules import kernel_warnings
+
     points = mcsmp.points(load_params(args))
     print(f"{args.params}: valid, {len(points)} sweep point(s)")
+    for line in kernel_warnings(points[0].params):
+        print(f"warning: {line}")
     for pt in points:
         print(f"  [{pt.index}] {pt.id}  {pt.label()}")
     print("\nResolved parameters of the first point:")
@@ -78,8 +83,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mcsmp.io.report import rows_to_json, text_report
     from mcsmp.sim import default_threads
 
+    from mcsmp.config.rules import kernel_warnings
+
     params = load_params(args)
     r = mcsmp.run(params, point=_select(mcsmp.points(params), args.point), threads=args.threads)
+    for line in kernel_warnings(r.params):
+        print(f"mcsmp run: warning: {line}", file=sys.stderr)
     pt, params, elapsed = r.point, r.params, r.seconds
     fanouts, targets = r.result.fanouts, r.result.target_samples
     sets = set_texts(args)
