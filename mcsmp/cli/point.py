@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 
 from .._version import __version__
@@ -83,12 +82,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mcsmp.io.report import rows_to_json, text_report
     from mcsmp.sim import default_threads
 
-    from mcsmp.config.rules import kernel_warnings
-
     params = load_params(args)
     r = mcsmp.run(params, point=_select(mcsmp.points(params), args.point), threads=args.threads)
-    for line in kernel_warnings(r.params):
-        print(f"mcsmp run: warning: {line}", file=sys.stderr)
     pt, params, elapsed = r.point, r.params, r.seconds
     fanouts, targets = r.result.fanouts, r.result.target_samples
     sets = set_texts(args)
