@@ -34,11 +34,12 @@ PRESET_DIRS = (Path("params"), Path(__file__).resolve().parent / "presets")
 
 def presets() -> dict[str, Path]:
     """Parameter files that :func:`load` finds by name, name -> path (``*-targets.yaml`` files
-    hold measurements for ``mcsmp reproduce``/``calibrate``, not parameters, and are left out)."""
+    hold measurements for ``mcsmp reproduce``/``calibrate``, not parameters, and are left out).
+    The machine presets of ``machines/`` load by their own name too (``mcsmp run haswell-4c``)."""
     found: dict[str, Path] = {}
     for folder in PRESET_DIRS:
         if folder.is_dir():
-            for path in sorted(folder.glob("*.yaml")):
+            for path in sorted(folder.glob("*.yaml")) + sorted(folder.glob("machines/*.yaml")):
                 if not path.stem.endswith("-targets"):
                     found.setdefault(path.stem, path)
     return found

@@ -13,9 +13,30 @@ otherwise):
 
 - every time cost named as a distribution (entry, queue, irq_entry, func, send, delivery,
   cross_socket, page_walk, invlpg, full_flush) is drawn afresh at each use;
-- CPUs are numbered socket by socket, LLC by LLC, core by core (SMT siblings adjacent), and the
-  x2APIC cluster of CPU ``t`` is ``t // ipi.cluster_size``; cluster mode sends one write per
-  cluster, at the first target of that cluster in target order;
+- CPUs are numbered socket by socket, LLC by LLC, core by core (SMT siblings adjacent); CPU ``t``'s
+  x2APIC id is its package times the per-package count rounded up to a power of two plus its
+  place in the package, its cluster that id ``// ipi.cluster_size``; cluster mode sends one write
+  per cluster, at the first target of that cluster in target order;
+- targets go in ascending CPU id from CPU 0 (``kernel.target_order: cpu0``) or from the CPU after
+  the sender, wrapping (``after_sender``);
+- with ``ipi.shorthand`` a fan-out whose targets are all ``n − 1`` other CPUs (``n − 1 ≥ 2``) sends
+  one write, and every target departs with it;
+- one ``ipi.delivery_common_ns`` draw per fan-out (with a target) is added to every target's
+  delivery; TLB work (remote and local) is one ``tlb.handler_fixed_ns`` draw plus the pages or the
+  full flush;
+- ``ipi.pv_tlb_flush`` with ``tlb_flush``: each remaining candidate is, with probability
+  ``remote.vcpu_preempted.fraction``, a preempted vCPU that ``kvm_flush_tlb_multi()`` drops from
+  the mask; a kept target is not preempted, so its state is irqs-off or idle with the fractions
+  divided by ``1 − vcpu fraction``; the wait is pinned preempt-off like the debug wait;
+- ``tlb.mechanism: invlpgb``: a ``tlb_flush_kernel`` call, or a ``tlb_flush`` of an mm on 4 or more
+  CPUs (``mm_cpus + 1``, or all), has no targets: after ``E`` the sender issues one ``invlpgb_ns``
+  per ``invlpgb_count_max`` pages (rounded up, at least one; one for a full flush) and waits one
+  ``tlbsync_ns``; that is ``L`` (no local ``flush_tlb_func``), ``T = S_L``, and ``P = H = T``;
+- ``tlb_flush`` with ``workload.freed_tables_prob``: per fan-out, tables were freed with that
+  probability; then no ``should_flush_tlb()`` runs and a candidate skipped as lazy is a target
+  that pays one ``remote.idle.exit_ns`` instead of the state mixture; otherwise each candidate
+  left after the PV drop costs the sender one ``costs.cond_ns`` before the queue phase;
+- ``kernel.kernel_range_preemptible``: ``tlb_flush_kernel`` waits are not pinned;
 - ``generic`` calls have no ``flush_tlb_info``: no request read (no info cost) and no sender
   invalidation; the lazy-TLB skip (``target_prob``) applies to ``tlb_flush`` and ``generic``;
 - the sender's invalidation costs the transfer of the farthest class among the targets, added to
@@ -254,6 +275,10 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
     irq_entry, func = Sampler.of(params.costs.irq_entry_ns, rng), Sampler.of(params.costs.func_ns, rng)
     send, delivery = Sampler.of(params.ipi.send_ns, rng), Sampler.of(params.ipi.delivery_ns, rng)
     cross = Sampler.of(params.ipi.cross_socket_ns, rng)
+    delivery_common, handler_fixed = Sampler.of(params.ipi.delivery_common_ns, rng), Sampler.of(tlb.handler_fixed_ns, rng)
+    apic_span = 1
+    while apic_span < per_socket:
+        apic_span *= 2
     irq_res = Sampler.residual_of(params.remote.irq_off.length, rng)
     idle_exit = Sampler.of(params.remote.idle.length, rng)
     vcpu_res = Sampler.residual_of(params.remote.vcpu_preempted.length, rng)
@@ -266,9 +291,19 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
     senders = rng.choice(ncpu, size=n, p=sender_p)  # MODEL §1.1: weighted by the per-CPU call rate
     is_tlb = w.call in ("tlb_flush", "tlb_flush_kernel")
     kernel_preemptible = params.kernel.preemption in ("full", "lazy", "rt")
-    pinned = params.kernel.csdlock_debug or w.call == "tlb_flush_kernel"
+    pv = params.ipi.pv_tlb_flush and w.call == "tlb_flush"
+    mm_size = ncpu if w.mm_cpus is None else w.mm_cpus + 1
+    broadcast = tlb.mechanism == "invlpgb" and (w.call == "tlb_flush_kernel" or (w.call == "tlb_flush" and mm_size >= 4))
+    invlpgb, tlbsync = Sampler.of(tlb.invlpgb_ns, rng), Sampler.of(tlb.tlbsync_ns, rng)
+    cond_d = Sampler.of(params.costs.cond_ns, rng)
+    kernel_range_pinned = w.call == "tlb_flush_kernel" and not params.kernel.kernel_range_preemptible
+    pinned = params.kernel.csdlock_debug or kernel_range_pinned or pv or broadcast
     f_irq, f_idle, f_vcpu = (params.remote.irq_off.fraction, params.remote.idle.fraction,
                              params.remote.vcpu_preempted.fraction)  # fmt: skip
+    if pv:  # a kept target is known not to be preempted
+        kept = 1.0 - f_vcpu
+        f_irq, f_idle = (f_irq / kept, f_idle / kept) if kept > 0 else (0.0, 0.0)
+        drop_p, f_vcpu = params.remote.vcpu_preempted.fraction, 0.0
     npol = len(params.policies)
 
     def distance(s: int, t: int) -> int:
@@ -291,6 +326,8 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
         s = int(senders[i])
         # 1. targets: the mm's other CPUs (all, or mm_cpus of them uniformly), each with target_prob
         others = [t for t in range(ncpu) if t != s]
+        lazy: set[int] = set()
+        cond = 0.0
         if w.call == "tlb_flush_kernel":
             candidates = others  # every other online CPU, no lazy skip
         else:
@@ -299,8 +336,25 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
                 candidates = sorted(others, key=keys.__getitem__)[: w.mm_cpus]
             else:
                 candidates = others
-            candidates = [t for t in candidates if U() < w.target_prob]
-        targets = sorted(candidates, key=lambda t: (t - s - 1) % ncpu)  # ascending after s, wrapping
+            if pv:  # kvm_flush_tlb_multi() drops preempted vCPUs first
+                candidates = [t for t in candidates if not U() < drop_p]
+            freed = w.call == "tlb_flush" and U() < w.freed_tables_prob
+            if w.call == "tlb_flush" and not freed and not broadcast:  # should_flush_tlb() per CPU in the mask
+                cond = sum(cond_d() for _ in candidates)
+            kept = []
+            for t in candidates:
+                if U() < w.target_prob:
+                    kept.append(t)
+                elif freed:  # tables freed: the lazy (idle) CPU is IPI'd and pays a C-state exit
+                    kept.append(t)
+                    lazy.add(t)
+            candidates = kept
+        if broadcast:
+            candidates = []
+        if params.kernel.target_order == "after_sender":
+            targets = sorted(candidates, key=lambda t: (t - s - 1) % ncpu)  # ascending after s, wrapping
+        else:
+            targets = sorted(candidates)  # for_each_cpu: from CPU 0 up
         k = len(targets)
         cls = [distance(s, t) for t in targets]
 
@@ -311,7 +365,7 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
         def work() -> float:
             if not is_tlb:
                 return func()
-            return full_flush() if full else pages * invlpg()
+            return handler_fixed() + (full_flush() if full else pages * invlpg())
 
         E = entry()
         if is_tlb and k > 0:
@@ -319,12 +373,16 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
         # 4. queue phase
         Q = sum(queue() + transfer[cl] for cl in cls)
         # 5. IPI writes
-        now = E + Q
+        now = E + cond + Q
         depart = []
-        if params.ipi.mode == "cluster":
+        if params.ipi.shorthand and k == ncpu - 1 and k >= 2:
+            now += send()  # one all-but-self write
+            depart = [now] * k
+        elif params.ipi.mode == "cluster":
             written: dict[int, float] = {}
             for t in targets:
-                cluster = t // params.ipi.cluster_size
+                apic_id = (t // per_socket) * apic_span + t % per_socket
+                cluster = apic_id // params.ipi.cluster_size
                 if cluster not in written:
                     now += send()
                     written[cluster] = now
@@ -335,16 +393,23 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
                 depart.append(now)
         S = now
         # 6. local call
-        L = work() if w.run_local else 0.0
+        if broadcast:  # INVLPGBs, then TLBSYNC
+            n_instr = 1 if full else max(1, math.ceil(pages / tlb.invlpgb_count_max))
+            L = sum(invlpgb() for _ in range(n_instr)) + tlbsync()
+        else:
+            L = work() if w.run_local else 0.0
         S_L = S + L
         # 7.-8. remote start and handler
         start, done_work = [], []
+        shared = delivery_common() if k > 0 else 0.0
         for j in range(k):
-            a = depart[j] + delivery()
+            a = depart[j] + shared + delivery()
             if cls[j] == REMOTE:
                 a += cross()
             u = U()
-            if u < f_irq:
+            if targets[j] in lazy:
+                wait = idle_exit()
+            elif u < f_irq:
                 wait = irq_res()
             elif u < f_irq + f_idle:
                 wait = idle_exit()

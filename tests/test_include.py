@@ -58,6 +58,7 @@ def test_a_trace_fragment_is_included(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["trace", "import", str(DATA / "munmap_a.trace.gz"), "-o", str(frag)]) == 0
     box = _write(tmp_path, "box.yaml", "name: traced\ninclude: fragment.yaml\nsamples: 2000\n")
     p = mcsmp.load(box)
-    assert p.workload.call == "generic" and p.machine.cpus == 2  # the fragment's keys
+    assert p.workload.call == "tlb_flush" and p.machine.cpus == 2  # the fragment's keys (a flush_tlb_func capture)
+    assert p.tlb.pages.mean == 4 and p.tlb.invlpg_ns.mean == 100  # its page count; the component INVLPG
     assert main(["check", str(box)]) == 0
     assert "valid, 1 sweep point(s)" in capsys.readouterr().out

@@ -55,3 +55,33 @@ def test_presets_load_by_name_after_a_plain_install(installed: Path, tmp_path: P
                          capture_output=True, text=True)  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert "16core: valid, 36 sweep point(s)" in run.stdout
+
+
+MACHINES = ("haswell-4c", "icelake-2s-128", "kvm-2vcpu", "milan-72", "milan-72-invlpgb", "spr-2s")  # params/machines/ (issue 10)
+
+
+def test_machine_presets_load_by_name() -> None:
+    names = mcsmp.presets()
+    for name in MACHINES:
+        assert names[name].parent.name == "machines"
+        assert mcsmp.load(name).name == name  # each file names its own results folder
+
+
+def test_machine_presets_after_a_plain_install(installed: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(installed)}
+    for name in MACHINES:
+        assert (installed / "mcsmp" / "presets" / "machines" / f"{name}.yaml").is_file()
+        run = subprocess.run([sys.executable, "-m", "mcsmp", "check", name], cwd=tmp_path, env=env,
+                             capture_output=True, text=True)  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        assert f"{name}: valid, 1 sweep point(s)" in run.stdout
+
+
+@pytest.mark.slow
+def test_mcsmp_run_haswell_4c_after_a_plain_install(installed: Path, tmp_path: Path) -> None:
+    """`mcsmp run haswell-4c` itself from the wheel (compiles the kernels in a fresh cache: slow)."""
+    env = {**os.environ, "PYTHONPATH": str(installed), "MCSMP_CACHE_DIR": str(tmp_path / "cache")}
+    run = subprocess.run([sys.executable, "-m", "mcsmp", "run", "haswell-4c", "--samples", "2000", "--threads", "1"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "call_ns" in run.stdout

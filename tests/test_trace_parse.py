@@ -253,7 +253,7 @@ def test_real_wrapped_trace() -> None:
 
 
 def test_fragment(real: list) -> None:
-    text, func = build_fragment(real)
+    text, func = build_fragment(real, call="generic")
     assert func == "flush_tlb_func"
     data = yaml.safe_load(text)
     assert set(data) == {"machine", "workload", "costs", "ipi", "remote"}
@@ -395,3 +395,52 @@ def test_shootdowns_without_a_remote_request_are_counted(tmp_path: Path) -> None
     assert real.shootdowns == 2707  # tlb_flush 'remote IPI send' lines in the file
     assert 0 <= real.shootdowns_without_request <= real.shootdowns
     assert "without a remote request" in build_fragment([real])[0]
+
+
+def _fanout_trace(path: Path, commons: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A hand-made 4-CPU trace: CPU 0 fans out to 1-3; delivery = commons[f] + U(500, 600) ns."""
+    head = [
+        "# mcsmp-trace: version=1", "# mcsmp-trace: clock=mono_raw", "# mcsmp-trace: resolution_ns=1",
+        "# mcsmp-trace: nr_cpus=4",
+        *(f"# mcsmp-trace: topology cpu={c} thread_siblings={c} llc=0-3 package=0" for c in range(4)),
+    ]  # fmt: skip
+    events: list[tuple[float, int, str]] = [(0.0, c, f"tracing_mark_write: mcsmp-start cpu={c}") for c in range(4)]
+    deliveries = np.empty((len(commons), 3))
+    for f, common in enumerate(commons):
+        t0 = 1e6 + f * 1e6
+        for j, cpu in enumerate((1, 2, 3)):
+            csd = f"{0xA000000 + 4 * f + j:016x}"
+            tq = t0 + 100 * j
+            d = float(round(common + rng.uniform(500, 600)))  # the trace prints whole ns
+            deliveries[f, j] = d
+            events.append((tq, 0, f"csd_queue_cpu: cpu={cpu} callsite=on_each_cpu_cond_mask+0x20/0x60 func=flush_tlb_func csd={csd}"))
+            events.append((tq + d, cpu, f"csd_function_entry: func=flush_tlb_func, csd={csd}"))
+            events.append((tq + d + 400, cpu, f"csd_function_exit: func=flush_tlb_func, csd={csd}"))
+        events.append((t0 + 300, 0, "ipi_send_cpumask: cpumask=1-3 callsite=on_each_cpu_cond_mask+0x20/0x60 "
+                                    "callback=generic_smp_call_function_single_interrupt+0x0/0x10"))  # fmt: skip
+    lines = [f"           storm-100     [{cpu:03d}] d..1.   {t / 1e9:.9f}: {text}" for t, cpu, text in sorted(events)]
+    path.write_text("\n".join(head + lines) + "\n")
+    return deliveries
+
+
+def test_delivery_split_from_multi_target_fanouts(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    commons = rng.exponential(2000.0, 300)
+    deliveries = _fanout_trace(tmp_path / "fan.trace", commons, rng)
+    r = parse_trace(tmp_path / "fan.trace")
+    assert r.paired == 900 and len(set(r.fanout.tolist())) == 300  # three targets per fan-out
+    text, _ = build_fragment([r], call="generic")
+    assert "Delivery split" in text and "over 300 fan-outs" in text
+    from mcsmp.trace.fragment import _delivery_split
+
+    common, per_target, n = _delivery_split(r.delivery_ns, r.fanout)
+    assert n == 300 and common.min() == 0.0
+    # every fan-out's deliveries are reproduced: common part + remainder
+    ids = np.unique(r.fanout)
+    rebuilt = common[np.searchsorted(ids, r.fanout)] + per_target
+    assert np.allclose(rebuilt, r.delivery_ns) and np.allclose(np.sort(rebuilt), np.sort(deliveries.ravel()), atol=1e-6)
+    # common_f = C_f + min_j X_fj − min_g (C_g + min_j X_gj), X in [499.5, 600.5] after rounding:
+    # within 101 ns of C_f − min C
+    assert np.all(np.abs(common - (commons - commons.min())) <= 101)
+    # the per-target remainder only carries the U(500, 600) spread (plus that same ±100 offset)
+    assert per_target.max() - per_target.min() <= 202

@@ -64,10 +64,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     import mcsmp
 
+    from mcsmp.config.rules import kernel_warnings
+
     points = mcsmp.points(load_params(args))
     print(f"{args.params}: valid, {len(points)} sweep point(s)")
     for pt in points:
         print(f"  [{pt.index}] {pt.id}  {pt.label()}")
+    for line in kernel_warnings(points[0].params):  # kernel rules the file breaks (docs/model.md 9.34)
+        print(f"warning: {line}")
     print("\nResolved parameters of the first point:")
     print(yaml.safe_dump(points[0].params.resolved, sort_keys=False, default_flow_style=None, width=100).rstrip())
     return 0

@@ -75,6 +75,20 @@ def add_parser(subparsers: Any) -> None:
     i.add_argument(
         "--tsc-hz", type=float, metavar="HZ", help="TSC rate for raw-cycle traces without a header"
     )
+    i.add_argument(
+        "--call",
+        choices=("auto", "tlb_flush", "generic"),
+        default="auto",
+        help="fragment kind: tlb_flush (fixed handler part + pages, docs/model.md 9.29) or generic "
+        "(costs.func_ns); auto: tlb_flush for flush_tlb_func with page counts in the trace",
+    )
+    i.add_argument(
+        "--invlpg-ns",
+        type=float,
+        metavar="NS",
+        help="per-page INVLPG cost for the handler split (default: from the trace's page counts if it "
+        "has two or more, else 100 ns, NUMBERS §4)",
+    )
     i.set_defaults(func=_import)
 
 
@@ -106,6 +120,7 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
+    from ..errors import UserError
     from ..io.atomic import write_atomic
     from ..trace.fragment import build_fragment, combine, write_report
     from ..trace.parse import parse_trace
@@ -116,7 +131,9 @@ def _import(args: argparse.Namespace) -> int:
         print(
             f"{r.path}: {r.events} events, {r.paired} pairs, {unpaired} unpaired, {len(r.local_func)} local"
         )
-    text, func = build_fragment(results, args.function, args.window)
+    if args.invlpg_ns is not None and not args.invlpg_ns >= 0:
+        raise UserError(f"--invlpg-ns: expected a number >= 0, got {args.invlpg_ns}")
+    text, func = build_fragment(results, args.function, args.window, args.call, args.invlpg_ns)
     write_atomic(args.output, text)
     c = combine(results, args.window)
     delivery = c.values["delivery"][c.func == func]

@@ -30,6 +30,8 @@ from .schema import (
     PLACEMENTS,
     POLICIES,
     PREEMPTION_MODELS,
+    TARGET_ORDERS,
+    TLB_MECHANISMS,
     Background,
     Cache,
     Caller,
@@ -71,7 +73,8 @@ MAX_SAMPLES = 10**11  # fan-outs per point (1.5 M chunks)
 # Keys whose value replaces the default whole instead of being merged key by key.
 _OPAQUE = {
     "costs.entry_ns", "costs.queue_ns", "costs.irq_entry_ns", "costs.func_ns",
-    "ipi.send_ns", "ipi.delivery_ns", "ipi.cross_socket_ns",
+    "ipi.send_ns", "ipi.delivery_ns", "ipi.cross_socket_ns", "ipi.delivery_common_ns", "tlb.handler_fixed_ns",
+    "tlb.invlpgb_ns", "tlb.tlbsync_ns", "costs.cond_ns",
     "remote.irq_off.length", "remote.idle.exit_ns", "remote.vcpu_preempted.length",
     "tlb.pages", "tlb.invlpg_ns", "tlb.full_flush_ns", "cache.page_walk_ns",
     "background", "report.reference", "sweep.grid", "sweep.zip", "workload.rate_hz",
@@ -396,6 +399,8 @@ def build_params(raw: RawParams) -> Params:
         csdlock_debug=b.boolean("kernel.csdlock_debug"),
         nr_cpus=b.integer("kernel.nr_cpus", lo=1, hi=2**31 - 1),
         tasks=b.integer("kernel.tasks", lo=0, hi=2**31 - 1),
+        target_order=b.choice("kernel.target_order", TARGET_ORDERS),
+        kernel_range_preemptible=b.boolean("kernel.kernel_range_preemptible"),
     )
     if kernel.nr_cpus < machine.cpus:
         b.fail("kernel.nr_cpus", f"NR_CPUS ({kernel.nr_cpus}) must be >= machine.cpus ({machine.cpus})")
@@ -422,6 +427,7 @@ def build_params(raw: RawParams) -> Params:
         rate_hz=rates,
         rate_per_cpu=per_cpu is not None,
         caller=caller,
+        freed_tables_prob=b.number("workload.freed_tables_prob", hi=1.0),
     )
     costs = Costs(
         entry_ns=b.dist("costs.entry_ns"),
@@ -429,6 +435,7 @@ def build_params(raw: RawParams) -> Params:
         irq_entry_ns=b.dist("costs.irq_entry_ns"),
         func_ns=b.dist("costs.func_ns"),
         context_switch_ns=b.number("costs.context_switch_ns"),
+        cond_ns=b.dist("costs.cond_ns"),
     )
     ipi = Ipi(
         mode=b.choice("ipi.mode", ("physical", "cluster")),
@@ -436,6 +443,9 @@ def build_params(raw: RawParams) -> Params:
         send_ns=b.dist("ipi.send_ns"),
         delivery_ns=b.dist("ipi.delivery_ns"),
         cross_socket_ns=b.dist("ipi.cross_socket_ns"),
+        shorthand=b.boolean("ipi.shorthand"),
+        delivery_common_ns=b.dist("ipi.delivery_common_ns"),
+        pv_tlb_flush=b.boolean("ipi.pv_tlb_flush"),
     )
     remote = Remote(
         irq_off=RemoteState(b.number("remote.irq_off.fraction", hi=1.0), b.dist("remote.irq_off.length")),
@@ -453,6 +463,11 @@ def build_params(raw: RawParams) -> Params:
         invlpg_ns=b.dist("tlb.invlpg_ns"),
         full_flush_ns=b.dist("tlb.full_flush_ns"),
         info_bytes=b.integer("tlb.info_bytes", lo=1, hi=64),
+        handler_fixed_ns=b.dist("tlb.handler_fixed_ns"),
+        mechanism=b.choice("tlb.mechanism", TLB_MECHANISMS),
+        invlpgb_ns=b.dist("tlb.invlpgb_ns"),
+        invlpgb_count_max=b.integer("tlb.invlpgb_count_max", lo=1, hi=65536),
+        tlbsync_ns=b.dist("tlb.tlbsync_ns"),
     )
     cache = Cache(
         placement=b.choice("cache.placement", PLACEMENTS),

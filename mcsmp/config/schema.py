@@ -22,6 +22,8 @@ from ..kernels.codes import (
     POLICIES,
     PREEMPTION_MODELS,
     SYSTEM_WORKLOADS,
+    TARGET_ORDERS,
+    TLB_MECHANISMS,
 )
 
 __all__ = [
@@ -35,6 +37,8 @@ __all__ = [
     "PLACEMENTS",
     "POLICIES",
     "PREEMPTION_MODELS",
+    "TARGET_ORDERS",
+    "TLB_MECHANISMS",
     "Background",
     "Cache",
     "Caller",
@@ -68,6 +72,8 @@ class Kernel:
     csdlock_debug: bool
     nr_cpus: int
     tasks: int
+    target_order: str  # "cpu0" (for_each_cpu) or "after_sender" (the contract's rule)
+    kernel_range_preemptible: bool  # the follow-up: flush_tlb_kernel_range() waits preemptibly
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,7 @@ class Workload:
     rate_hz: tuple[float, ...]  # one per CPU (a single number is broadcast)
     rate_per_cpu: bool  # the file gave a list: report per-CPU rows
     caller: Caller
+    freed_tables_prob: float  # tlb_flush calls that freed page tables: lazy CPUs are IPI'd too
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,7 @@ class Costs:
     irq_entry_ns: Dist
     func_ns: Dist
     context_switch_ns: float
+    cond_ns: Dist  # one should_flush_tlb() check of a CPU in the mask
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,9 @@ class Ipi:
     send_ns: Dist
     delivery_ns: Dist
     cross_socket_ns: Dist
+    shorthand: bool  # apic_use_ipi_shorthand: a full mask goes out as one all-but-self write
+    delivery_common_ns: Dist  # drawn once per fan-out, added to every target's delivery
+    pv_tlb_flush: bool  # KVM guest: kvm_flush_tlb_multi() drops preempted vCPUs, stays preempt-off
 
 
 @dataclass(frozen=True)
@@ -126,6 +137,11 @@ class Tlb:
     invlpg_ns: Dist
     full_flush_ns: Dist
     info_bytes: int
+    handler_fixed_ns: Dist  # per call, on top of the pages' INVLPGs or the full flush
+    mechanism: str  # "ipi" (flush_tlb_func on every target) or "invlpgb" (AMD broadcast, 9.31)
+    invlpgb_ns: Dist  # one INVLPGB instruction on the sender
+    invlpgb_count_max: int  # pages one INVLPGB covers (CPUID 0x80000008 EDX[15:0] + 1)
+    tlbsync_ns: Dist  # the sender's TLBSYNC wait for every CPU's invalidation
 
 
 @dataclass(frozen=True)

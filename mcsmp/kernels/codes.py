@@ -13,18 +13,29 @@ from __future__ import annotations
 I_CPUS, I_PER_SOCKET, I_PER_LLC, I_SMT, I_MM_CPUS, I_CALL, I_RUN_LOCAL, I_CLUSTER_MODE = range(8)
 I_CLUSTER_SIZE, I_PLACEMENT, I_CEILING, I_INFO_BYTES, I_PREEMPTION, I_CSD_DEBUG = range(8, 14)
 I_REENTRY, I_UNIFORM_RATE, I_SHIFT, I_BASE, I_OVERFLOW = range(14, 19)
-N_IP = 19
+# issue 10: IPI shorthand, target order, x2APIC ids padded per package (docs/model.md 9.14, 9.15, 9.27)
+I_SHORTHAND, I_ORDER_AFTER_SENDER, I_APIC_PER_SOCKET = range(19, 22)
+I_PV_TLB = 22  # issue 10: KVM PV TLB flush (docs/model.md 9.30)
+I_BROADCAST, I_INVLPGB_COUNT_MAX = range(23, 25)  # issue 10: AMD INVLPGB flushes (9.31)
+I_KRANGE_PREEMPTIBLE = 25  # issue 10: the follow-up that makes flush_tlb_kernel_range() preemptible (9.32)
+N_IP = 26
 
 # ---- float parameters (fp[...]) --------------------------------------------------------------
 F_TARGET_PROB, F_IRQ, F_IDLE, F_VCPU, F_CALLER_PRE, F_CALLER_SPIN = range(6)
 F_T_SMT, F_T_LLC, F_T_SOCKET, F_T_REMOTE, F_SERIALIZE, F_FALSE_SHARING, F_TLB_MISS = range(6, 13)
 F_ALLOC_NS, F_ALLOC_FAIL, F_RLOCK_NS, F_REENTRY_SCALE = range(13, 17)
-N_FP = 17
+F_PV_DROP = 17  # issue 10: probability that kvm_flush_tlb_multi() drops a target (9.30)
+F_FREED_TABLES = 18  # issue 10: probability that a user-mm flush freed page tables (9.33)
+N_FP = 19
 
 # ---- distribution slots (rows of the distribution index) --------------------------------------
 D_ENTRY, D_QUEUE, D_IRQ_ENTRY, D_FUNC, D_SEND, D_DELIVERY, D_CROSS_SOCKET = range(7)
 D_IRQ_OFF_LEN, D_IDLE_EXIT, D_VCPU_LEN, D_PAGES, D_INVLPG, D_FULL_FLUSH, D_PAGE_WALK = range(7, 14)
-N_DISTS = 14
+# issue 10: fixed per-call part of a TLB handler, delivery delay shared by a fan-out's targets
+D_HANDLER_FIXED, D_DELIVERY_COMMON = range(14, 16)
+D_INVLPGB, D_TLBSYNC = range(16, 18)  # issue 10: one INVLPGB instruction, the TLBSYNC wait (9.31)
+D_COND = 18  # issue 10: one should_flush_tlb() check per CPU of the mask (9.33)
+N_DISTS = 19
 
 # ---- distribution table: basic families and columns -------------------------------------------
 # A family's code is its row kind in the table; mcsmp.dists.families gives each code its maths
@@ -46,6 +57,8 @@ CALLER_CONTEXTS = ("preemptible", "spinlock", "preempt_disabled")
 CTX_PREEMPTIBLE, CTX_SPINLOCK, CTX_PREEMPT_DISABLED = range(3)
 DISTANCE_CLASSES = ("smt", "llc", "socket", "remote")
 CLS_SMT, CLS_LLC, CLS_SOCKET, CLS_REMOTE = range(4)
+TARGET_ORDERS = ("cpu0", "after_sender")
+TLB_MECHANISMS = ("ipi", "invlpgb")  # tlb.mechanism: flush_tlb_func by IPI, or AMD broadcast  # kernel.target_order: for_each_cpu's order, or the contract's
 
 # ---- histogram rows ---------------------------------------------------------------------------
 # The fixed rows, by metric name; then, per CPU group g and policy i: P at

@@ -15,6 +15,7 @@ import numpy as np
 from .._jit import kernel
 from .codes import (
     CALL_GENERIC,
+    CALL_TLB,
     CALL_TLB_KERNEL,
     CLS_LLC,
     CLS_REMOTE,
@@ -23,27 +24,34 @@ from .codes import (
     CTX_PREEMPT_DISABLED,
     CTX_PREEMPTIBLE,
     CTX_SPINLOCK,
+    D_COND,
     D_CROSS_SOCKET,
     D_DELIVERY,
+    D_DELIVERY_COMMON,
     D_ENTRY,
     D_FULL_FLUSH,
     D_FUNC,
+    D_HANDLER_FIXED,
     D_IDLE_EXIT,
     D_INVLPG,
+    D_INVLPGB,
     D_IRQ_ENTRY,
     D_IRQ_OFF_LEN,
     D_PAGE_WALK,
     D_PAGES,
     D_QUEUE,
     D_SEND,
+    D_TLBSYNC,
     D_VCPU_LEN,
     F_ALLOC_FAIL,
     F_ALLOC_NS,
     F_CALLER_PRE,
     F_CALLER_SPIN,
     F_FALSE_SHARING,
+    F_FREED_TABLES,
     F_IDLE,
     F_IRQ,
+    F_PV_DROP,
     F_REENTRY_SCALE,
     F_RLOCK_NS,
     F_SERIALIZE,
@@ -56,7 +64,9 @@ from .codes import (
     H_INFO_COST,
     H_REMOTE_WAIT,
     H_WAIT_TAIL,
+    I_APIC_PER_SOCKET,
     I_BASE,
+    I_BROADCAST,
     I_CALL,
     I_CEILING,
     I_CLUSTER_MODE,
@@ -64,15 +74,20 @@ from .codes import (
     I_CPUS,
     I_CSD_DEBUG,
     I_INFO_BYTES,
+    I_INVLPGB_COUNT_MAX,
+    I_KRANGE_PREEMPTIBLE,
     I_MM_CPUS,
+    I_ORDER_AFTER_SENDER,
     I_OVERFLOW,
     I_PER_LLC,
     I_PER_SOCKET,
     I_PLACEMENT,
     I_PREEMPTION,
+    I_PV_TLB,
     I_REENTRY,
     I_RUN_LOCAL,
     I_SHIFT,
+    I_SHORTHAND,
     I_SMT,
     I_UNIFORM_RATE,
     N_DISTS,
@@ -140,7 +155,10 @@ def _policies(counts, sums, samples, it, ip, fp, policies, g, ctx, alloc_failed,
     """P and H of every policy for one fan-out of CPU group ``g`` (docs/model.md §3), recorded."""
     preemption = ip[I_PREEMPTION]
     kernel_preemptible = preemption >= PREEMPT_FULL
-    waits_pinned = ip[I_CSD_DEBUG] == 1 or ip[I_CALL] == CALL_TLB_KERNEL
+    kernel_range_pinned = ip[I_CALL] == CALL_TLB_KERNEL and ip[I_KRANGE_PREEMPTIBLE] == 0
+    waits_pinned = ip[I_CSD_DEBUG] == 1 or kernel_range_pinned or (
+        ip[I_PV_TLB] == 1 and ip[I_CALL] == CALL_TLB  # kvm_flush_tlb_multi() stays preempt-off (9.30)
+    ) or ip[I_BROADCAST] == 1  # INVLPGB + TLBSYNC under get_cpu(): no csd wait to make preemptible (9.31)
     allow = kernel_preemptible and not waits_pinned and (
         ctx == CTX_PREEMPTIBLE or (ctx == CTX_SPINLOCK and preemption == PREEMPT_RT)
     )
@@ -213,6 +231,10 @@ def run_chunk(
     mm_cpus = ip[I_MM_CPUS]
     call = ip[I_CALL]
     is_tlb = call != CALL_GENERIC  # both TLB calls carry a flush_tlb_info
+    shorthand = ip[I_SHORTHAND] == 1
+    broadcast = ip[I_BROADCAST] == 1  # AMD INVLPGB: no targets, no IPIs (9.31)
+    count_max = ip[I_INVLPGB_COUNT_MAX]
+    after_sender = ip[I_ORDER_AFTER_SENDER] == 1
     cluster_mode = ip[I_CLUSTER_MODE] == 1
     cluster_size = ip[I_CLUSTER_SIZE]
     placement = ip[I_PLACEMENT]
@@ -225,6 +247,8 @@ def run_chunk(
     base = ip[I_BASE]
     overflow = ip[I_OVERFLOW]
     target_prob = fp[F_TARGET_PROB]
+    pv_drop = fp[F_PV_DROP]
+    freed_prob = fp[F_FREED_TABLES] if call == CALL_TLB else 0.0
     f_irq = fp[F_IRQ]
     f_idle = f_irq + fp[F_IDLE]
     f_vcpu = f_idle + fp[F_VCPU]
@@ -252,6 +276,8 @@ def run_chunk(
     fk, fa, fb = fast_params(index, table, slot[D_FUNC])
     ffk, ffa, ffb = fast_params(index, table, slot[D_FULL_FLUSH])
     ilk, ila, ilb = fast_params(index, table, slot[D_INVLPG])
+    hfk, hfa, hfb = fast_params(index, table, slot[D_HANDLER_FIXED])
+    cok, coa, cob = fast_params(index, table, slot[D_COND])
 
     # Topology of each CPU, so a target's distance class (docs/model.md §1 step 2) is three compares:
     # other socket -> remote, else other LLC -> socket, else other core -> llc, else smt.
@@ -263,7 +289,9 @@ def run_chunk(
         socket_of[t] = t // ip[I_PER_SOCKET]
         llc_of[t] = t // ip[I_PER_LLC]
         core_of[t] = t // ip[I_SMT]
-        cluster_of[t] = t // cluster_size
+        # x2APIC cluster = APIC id >> 4; ids are padded to a power of two per package (9.15)
+        cluster_of[t] = (socket_of[t] * ip[I_APIC_PER_SOCKET] + t % ip[I_PER_SOCKET]) // cluster_size
+    lazy_idle = np.zeros(n, dtype=np.bool_)  # a lazy CPU reached because tables were freed (9.33)
     tcluster = np.empty(n, dtype=np.int64)  # x2APIC cluster of each target
     cls = np.empty(n, dtype=np.int64)
     d = np.empty(n, dtype=np.float64)
@@ -275,7 +303,7 @@ def run_chunk(
     h_sorted = np.empty(n, dtype=np.float64)  # h in read order (insertion sort)
     offsets = np.arange(max(n - 1, 1), dtype=np.int64)  # candidate offsets for mm_cpus subsets
     chosen = np.empty(max(n - 1, 1), dtype=np.int64)
-    cluster_time = np.full(n // cluster_size + 1, -1.0)
+    cluster_time = np.full(cluster_of[n - 1] + 1, -1.0)
     # the per-target rows: row views and running sums in registers (same additions, same order)
     wait_counts = counts[H_REMOTE_WAIT]
     info_counts = counts[H_INFO_COST]
@@ -308,18 +336,40 @@ def run_chunk(
                     p -= 1
                 chosen[p] = v
         skip_lazy = call != CALL_TLB_KERNEL and target_prob < 1.0
+        freed = False  # freed_tables: on_each_cpu_mask(), no should_flush_tlb() skip (9.33)
+        if freed_prob > 0.0:
+            u, rs = uniform(rs)
+            freed = u < freed_prob
+        cond_cost = 0.0  # should_flush_tlb() over the mask, on the sender before the queue phase
         max_cls = -1
         s_socket = socket_of[s]
         s_llc = llc_of[s]
         s_core = core_of[s]
+        if broadcast:
+            m = 0  # the hardware reaches every CPU: no mask, no csds
         for r in range(m):
+            if pv_drop > 0.0:  # kvm_flush_tlb_multi(): a preempted vCPU flushes at its next entry
+                u, rs = uniform(rs)
+                if u < pv_drop:
+                    continue
+            is_lazy = False
+            if call == CALL_TLB and not freed:  # should_flush_tlb() on each CPU left in the mask
+                x, rs, ok = fast_draw(cok, coa, cob, rs)
+                if not ok:
+                    x, rs = sample(index, table, slot[D_COND], rs)
+                cond_cost += x
             if skip_lazy:
                 u, rs = uniform(rs)
                 if u >= target_prob:
-                    continue
-            t = s + 1 + chosen[r]  # (s + 1 + offset) mod n
-            if t >= n:
-                t -= n
+                    if not freed:
+                        continue
+                    is_lazy = True
+            if after_sender:
+                t = s + 1 + chosen[r]  # (s + 1 + offset) mod n
+                if t >= n:
+                    t -= n
+            else:  # for_each_cpu: ascending from CPU 0, the sender left out (9.14)
+                t = chosen[r] + 1 if chosen[r] >= s else chosen[r]
             tcluster[k] = cluster_of[t]
             if socket_of[t] != s_socket:
                 cl = CLS_REMOTE
@@ -330,6 +380,7 @@ def run_chunk(
             else:
                 cl = CLS_SMT
             cls[k] = cl
+            lazy_idle[k] = is_lazy
             max_cls = max(max_cls, cl)
             k += 1
 
@@ -355,13 +406,21 @@ def run_chunk(
             e, rs = sample(index, table, slot[D_ENTRY], rs)
         if is_tlb and k > 0:
             e += transfer[max_cls]  # invalidate the previous readers' copies of the request
-        t_now = e
+        t_now = e + cond_cost
         for j in range(k):
             x, rs, ok = fast_draw(qk, qa, qb, rs)
             if not ok:
                 x, rs = sample(index, table, slot[D_QUEUE], rs)
             t_now += x + transfer[cls[j]]
-        if cluster_mode:
+        if shorthand and k == n - 1 and k > 1:
+            # native_send_call_func_ipi(): mask + self == online -> one all-but-self write (9.27)
+            x, rs, ok = fast_draw(sk, sa, sb, rs)
+            if not ok:
+                x, rs = sample(index, table, slot[D_SEND], rs)
+            t_now += x
+            for j in range(k):
+                d[j] = t_now
+        elif cluster_mode:
             for j in range(k):
                 cid = tcluster[j]
                 if cluster_time[cid] < 0.0:
@@ -382,19 +441,33 @@ def run_chunk(
                 d[j] = t_now
         s_end = t_now
         local = 0.0
-        if run_local:
+        if broadcast:  # broadcast_tlb_flush(): one INVLPGB per count_max pages (one if full), then TLBSYNC
+            for _ in range(1 if full else max(1, int(math.ceil(pages / count_max)))):
+                x, rs = sample(index, table, slot[D_INVLPGB], rs)
+                local += x
+            x, rs = sample(index, table, slot[D_TLBSYNC], rs)
+            local += x
+        elif run_local:
             local, rs, ok = fast_draw(wk, wa, wb, rs)
             if not ok:
                 local, rs = sample(index, table, wd, rs)
             local = wmul * local
+            if is_tlb:
+                x, rs, ok = fast_draw(hfk, hfa, hfb, rs)
+                if not ok:
+                    x, rs = sample(index, table, slot[D_HANDLER_FIXED], rs)
+                local += x
         s_l = s_end + local
 
         # ---- 7.–8. remote side --------------------------------------------------------------------
+        common = 0.0  # the delivery delay all targets of this fan-out share (9.28)
+        if k > 0:
+            common, rs = sample(index, table, slot[D_DELIVERY_COMMON], rs)
         for j in range(k):
             x, rs, ok = fast_draw(dk, da, db, rs)
             if not ok:
                 x, rs = sample(index, table, slot[D_DELIVERY], rs)
-            a = d[j] + x
+            a = d[j] + common + x
             if cls[j] == CLS_REMOTE:
                 x, rs, ok = fast_draw(xk, xa, xb, rs)
                 if not ok:
@@ -402,7 +475,9 @@ def run_chunk(
                 a += x
             u, rs = uniform(rs)
             wait = 0.0
-            if u < f_irq:
+            if lazy_idle[j]:  # a lazy CPU is an idle one: it pays a C-state exit
+                wait, rs = sample(index, table, slot[D_IDLE_EXIT], rs)
+            elif u < f_irq:
                 wait, rs = sample_residual(index, table, slot[D_IRQ_OFF_LEN], rs)
             elif u < f_idle:
                 wait, rs = sample(index, table, slot[D_IDLE_EXIT], rs)
@@ -415,7 +490,13 @@ def run_chunk(
             x, rs, ok = fast_draw(wk, wa, wb, rs)
             if not ok:
                 x, rs = sample(index, table, wd, rs)
-            c[j] = h[j] + wmul * x + transfer[cls[j]]
+            work = wmul * x
+            if is_tlb:  # flush_tlb_func's fixed part, paid once per call whatever the pages (9.29)
+                x, rs, ok = fast_draw(hfk, hfa, hfb, rs)
+                if not ok:
+                    x, rs = sample(index, table, slot[D_HANDLER_FIXED], rs)
+                work += x
+            c[j] = h[j] + work + transfer[cls[j]]
 
         # ---- §2 flush-request cost: own read cost, then serialised by arrival at the line -------
         # Its draws come from the request stream alone, the same ones for both stack placements,

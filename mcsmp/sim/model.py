@@ -15,7 +15,7 @@ from ..dists import Dist, encode
 from ..kernels import codes as K
 from .histogram import Layout
 
-__all__ = ["CompiledModel", "compile_model", "dist_slots", "hist_row", "hist_rows", "policy_rows"]
+__all__ = ["CompiledModel", "compile_model", "dist_slots", "hist_row", "hist_rows", "policy_rows", "uses_invlpgb"]
 
 # Each enumeration's code is its position in the name tuple of mcsmp.kernels.codes.
 _CALL = {name: code for code, name in enumerate(K.CALLS)}
@@ -82,7 +82,22 @@ def dist_slots(params: Params) -> list[Dist]:
     slots[K.D_INVLPG] = params.tlb.invlpg_ns
     slots[K.D_FULL_FLUSH] = params.tlb.full_flush_ns
     slots[K.D_PAGE_WALK] = c.page_walk_ns
+    slots[K.D_HANDLER_FIXED] = params.tlb.handler_fixed_ns
+    slots[K.D_DELIVERY_COMMON] = params.ipi.delivery_common_ns
+    slots[K.D_INVLPGB] = params.tlb.invlpgb_ns
+    slots[K.D_TLBSYNC] = params.tlb.tlbsync_ns
+    slots[K.D_COND] = params.costs.cond_ns
     return slots  # type: ignore[return-value]
+
+
+def uses_invlpgb(params: Params) -> bool:
+    """docs/model.md 9.31: the TLB calls of ``tlb.mechanism: invlpgb`` flush by broadcast; a user
+    mm only once it has a global ASID, i.e. is active on 4 or more CPUs (consider_global_asid())."""
+    w = params.workload
+    if params.tlb.mechanism != "invlpgb" or w.call == "generic":
+        return False
+    mm_size = params.machine.cpus if w.mm_cpus is None else w.mm_cpus + 1
+    return w.call == "tlb_flush_kernel" or mm_size >= 4
 
 
 def compile_model(params: Params) -> CompiledModel:
@@ -119,6 +134,10 @@ def compile_model(params: Params) -> CompiledModel:
     ip[K.I_SHIFT] = layout.shift
     ip[K.I_BASE] = layout.base
     ip[K.I_OVERFLOW] = layout.overflow
+    ip[K.I_SHORTHAND] = int(params.ipi.shorthand)
+    ip[K.I_ORDER_AFTER_SENDER] = int(params.kernel.target_order == "after_sender")
+    per_socket = m.cpus // m.sockets
+    ip[K.I_APIC_PER_SOCKET] = 1 << (per_socket - 1).bit_length()  # package id field: next power of two
 
     fp = np.zeros(K.N_FP, dtype=np.float64)
     fp[K.F_TARGET_PROB] = w.target_prob
@@ -134,12 +153,27 @@ def compile_model(params: Params) -> CompiledModel:
     fp[K.F_ALLOC_NS] = params.policy.alloc_ns
     fp[K.F_ALLOC_FAIL] = params.policy.alloc_fail_prob
     fp[K.F_RLOCK_NS] = params.policy.cpus_read_lock_ns
+    pv = params.ipi.pv_tlb_flush and w.call == "tlb_flush"
+    broadcast = uses_invlpgb(params)
+    ip[K.I_BROADCAST] = int(broadcast)
+    ip[K.I_INVLPGB_COUNT_MAX] = params.tlb.invlpgb_count_max
+    ip[K.I_KRANGE_PREEMPTIBLE] = int(params.kernel.kernel_range_preemptible)
+    fp[K.F_FREED_TABLES] = w.freed_tables_prob
+    ip[K.I_PV_TLB] = int(params.ipi.pv_tlb_flush)
+    if pv:  # docs/model.md 9.30: preempted targets leave the mask; the others' states are conditional
+        f_vcpu = params.remote.vcpu_preempted.fraction
+        kept = 1.0 - f_vcpu
+        fp[K.F_PV_DROP] = f_vcpu
+        fp[K.F_IRQ] = params.remote.irq_off.fraction / kept if kept > 0 else 0.0
+        fp[K.F_IDLE] = params.remote.idle.fraction / kept if kept > 0 else 0.0
+        fp[K.F_VCPU] = 0.0
 
     index, table = encode(dist_slots(params))
 
     policies = np.array([_POLICY[p] for p in params.policies], dtype=np.int64)
     kernel_preemptible = params.kernel.preemption in ("full", "lazy", "rt")
-    pinned = params.kernel.csdlock_debug or w.call == "tlb_flush_kernel"
+    kernel_range_pinned = w.call == "tlb_flush_kernel" and not params.kernel.kernel_range_preemptible
+    pinned = params.kernel.csdlock_debug or kernel_range_pinned or pv or broadcast
     some_call_may_allow = w.caller.preemptible > 0 or (w.caller.spinlock > 0 and params.kernel.preemption == "rt")
     needs_reentry = (
         params.policy.reentry == "bound"

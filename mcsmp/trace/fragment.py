@@ -7,8 +7,15 @@ Mapping onto docs/model.md (§1, §8):
   irqs-off section or an idle exit on the target, so the fragment switches off the model terms that
   would count those twice: ``ipi.send_ns``, ``costs.irq_entry_ns``, ``remote.irq_off.fraction`` and
   ``remote.idle.fraction``.
-- entry → exit (``handler``) becomes ``costs.func_ns``; it is used by ``workload.call: generic``,
-  so the fragment sets that too (with ``tlb_flush`` the model would draw the flush from ``tlb.*``).
+- entry → exit (``handler``) of ``flush_tlb_func`` becomes a ``tlb_flush`` fragment (docs/model.md
+  9.29): the pages each handler invalidated come from the target's ``tlb_flush`` "remote
+  shootdown" event, the per-page cost from the trace's own handlers at two or more page counts
+  (a weighted least-squares line through the medians), else from a component figure
+  (``invlpg_ns``, NUMBERS §4); ``tlb.handler_fixed_ns`` is then each handler minus its pages'
+  INVLPGs, and a full flush's cost its handler minus the fixed part's median. The handler already
+  holds the target's csd and request reads, so the fragment zeroes ``cache.transfer_ns`` and
+  ``cache.line_serialize_ns``. Any other function (or ``call="generic"``) becomes
+  ``costs.func_ns`` with ``workload.call: generic``.
 - ``machine`` comes from the topology recorded in the trace header.
 
 Per-function and per-class detail and every count goes into comments (unknown keys are errors
@@ -49,6 +56,10 @@ QUANTILE_LEVELS = (
 QUANTITIES = ("delivery", "handler", "completion")
 _REPORT_Q = (0.5, 0.9, 0.99, 0.999)
 _MIN_PAIRS = 20
+# Component figure for the per-page cost when a capture has one page count only: NUMBERS §4 [K],
+# arch/x86/mm/tlb.c's "about 100 ns per single-page flush" (tlb_single_page_flush_ceiling comment).
+INVLPG_COMPONENT_NS = 100.0
+FULL_FLUSH_PAGES = 1024  # tlb.pages value standing for a full flush (any count above the ceiling)
 
 
 @dataclass
@@ -73,6 +84,8 @@ class Combined:
     ipi: np.ndarray
     local_func: np.ndarray
     local_handler_ns: np.ndarray
+    pages: np.ndarray  # per pair: pages invalidated, -1 full flush, 0 unknown
+    fanout: np.ndarray  # per pair: its fan-out, unique over the files
 
     def counter(self, name: str) -> Counter:
         """Sum a Counter attribute of the results (``queued``, ``unpaired``, …)."""
@@ -119,6 +132,9 @@ def combine(results: Sequence[TraceResult], window: tuple[float, float] | None =
         ipi=cat(lambda r: r.ipi),
         local_func=cat(lambda r: np.array(r.local_func, dtype=object), paired=False),
         local_handler_ns=cat(lambda r: r.local_handler_ns, paired=False),
+        pages=cat(lambda r: r.pages if len(r.pages) == len(r.t_queue) else np.zeros(len(r.t_queue), np.int64)),
+        fanout=cat(lambda r: (r.fanout if len(r.fanout) == len(r.t_queue) else -1 - np.arange(len(r.t_queue)))
+                   + (rs.index(r) << 40)),
     )
 
 
@@ -257,7 +273,8 @@ def _dist_yaml(table: dict[float, float], indent: str) -> list[str]:
 
 
 def build_fragment(
-    results: Sequence[TraceResult], func: str | None = None, window: tuple[float, float] | None = None
+    results: Sequence[TraceResult], func: str | None = None, window: tuple[float, float] | None = None,
+    call: str = "auto", invlpg_ns: float | None = None,
 ) -> tuple[str, str]:
     """Build the YAML parameter fragment.
 
@@ -269,6 +286,12 @@ def build_fragment(
         The csd function whose pairs make the distributions; default the most frequent one.
     window : (start, end) in seconds, optional
         Only the calls queued in this window of each file (see :func:`combine`).
+    call : {"auto", "tlb_flush", "generic"}
+        ``auto``: a ``tlb_flush`` fragment for ``flush_tlb_func`` pairs whose page counts the
+        trace shows, else ``generic``.
+    invlpg_ns : float, optional
+        Per-page cost to use instead of the trace's own estimate (required in effect when the
+        capture has one page count: default :data:`INVLPG_COMPONENT_NS`).
 
     Returns
     -------
@@ -287,14 +310,37 @@ def build_fragment(
     notes = _summary_comments(c, func)
     if len(delivery) < _MIN_PAIRS:
         notes.append(f"WARNING: only {len(delivery)} pairs; the tail quantiles are not meaningful")
+    pages = c.pages[sel]
+    tlb = call == "tlb_flush" or (call == "auto" and func == "flush_tlb_func" and bool(np.any(pages != 0)))
+    if tlb and not np.any(pages != 0):
+        raise UserError("--call tlb_flush: the trace has no tlb_flush 'remote shootdown' events to count pages with")
     notes += [
         "",
         "Why these keys: queue->entry in a trace already spans the rest of the queue phase, the IPI",
         "send, interrupt entry and any irqs-off or idle wait on the target, so it becomes",
         "ipi.delivery_ns whole and the model terms it contains are switched off (ipi.send_ns,",
-        "costs.irq_entry_ns, remote.irq_off.fraction, remote.idle.fraction). Handler time",
-        "(entry->exit) becomes costs.func_ns, which only workload.call: generic uses.",
+        "costs.irq_entry_ns, remote.irq_off.fraction, remote.idle.fraction).",
     ]
+    if tlb:
+        tlb_lines, tlb_notes = _tlb_keys(handler, pages, invlpg_ns)
+        notes += tlb_notes
+    else:
+        notes.append("Handler time (entry->exit) becomes costs.func_ns, which only workload.call: generic uses.")
+    split = _delivery_split(delivery, c.fanout[sel])
+    if split is None:
+        notes += [
+            "Delivery: fewer than 20 fan-outs with two or more paired targets, so the part all targets",
+            "of a fan-out share cannot be measured: ipi.delivery_common_ns stays 0 (docs/model.md 9.28).",
+        ]
+    else:
+        common, per_target, n_multi = split
+        delivery = per_target
+        notes += [
+            f"Delivery split (docs/model.md 9.28) over {n_multi} fan-outs with two or more paired targets:",
+            "ipi.delivery_common_ns = each fan-out's fastest delivery minus the fastest of all fan-outs,",
+            "ipi.delivery_ns = each target's delivery minus its fan-out's common part (so every",
+            "fan-out's measured deliveries are reproduced exactly; single-target fan-outs are left out).",
+        ]
     if window is not None:
         notes.append(f"window: calls queued {window[0]:g} s to {window[1]:g} s after each file's first event")
     machine, why = _machine(c)
@@ -303,22 +349,104 @@ def build_fragment(
     text = [f"# {line}".rstrip() for line in notes]
     if machine:
         text.append("machine: {" + ", ".join(f"{k}: {v}" for k, v in machine.items()) + "}")
+    if tlb:
+        text += ["workload:", "  call: tlb_flush", "costs:", "  irq_entry_ns: 0", *tlb_lines]
+    else:
+        text += [
+            "workload:",
+            "  call: generic",
+            "costs:",
+            "  irq_entry_ns: 0",
+            "  func_ns:",
+            *_dist_yaml(quantile_table(handler), "    "),
+        ]
     text += [
-        "workload:",
-        "  call: generic",
-        "costs:",
-        "  irq_entry_ns: 0",
-        "  func_ns:",
-        *_dist_yaml(quantile_table(handler), "    "),
         "ipi:",
         "  send_ns: 0",
         "  delivery_ns:",
         *_dist_yaml(quantile_table(delivery), "    "),
+        *(["  delivery_common_ns:", *_dist_yaml(quantile_table(split[0]), "    ")] if split is not None else []),
         "remote:",
         "  irq_off: {fraction: 0.0}",
         "  idle: {fraction: 0.0}",
     ]
     return "\n".join(text) + "\n", func
+
+
+def _delivery_split(delivery: np.ndarray, fanout: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """(common per fan-out, per-target remainder, fan-outs used) from fan-outs of >= 2 targets.
+
+    The common part of fan-out f is ``min_j D_fj − min_f min_j D_fj`` (so it is >= 0 and 0 for the
+    fastest fan-out); each target keeps ``D_fj − common_f``. None with fewer than ``_MIN_PAIRS``
+    such fan-outs.
+    """
+    ids, inverse, counts = np.unique(fanout, return_inverse=True, return_counts=True)
+    multi = counts[inverse] >= 2
+    n_multi = int(np.sum(counts >= 2))
+    if n_multi < _MIN_PAIRS:
+        return None
+    fastest = np.full(len(ids), np.inf)
+    np.minimum.at(fastest, inverse[multi], delivery[multi])
+    used = counts >= 2
+    common = fastest[used] - fastest[used].min()
+    common_of = np.zeros(len(ids))
+    common_of[used] = common
+    return common, delivery[multi] - common_of[inverse[multi]], n_multi
+
+
+def _tlb_keys(handler: np.ndarray, pages: np.ndarray, invlpg_ns: float | None) -> tuple[list[str], list[str]]:
+    """``tlb``/``cache`` lines of a tlb_flush fragment and the notes that say how they were made."""
+    partial, full = pages > 0, pages < 0
+    counts = sorted(set(pages[partial].tolist()))
+    notes = ["", "Handler split (docs/model.md 9.29): work = tlb.handler_fixed_ns + pages x tlb.invlpg_ns,"]
+    if invlpg_ns is not None:
+        per_page = float(invlpg_ns)
+        notes.append(f"per-page cost {per_page:.1f} ns as given (--invlpg-ns)")
+    elif len(counts) >= 2:
+        med = np.array([np.median(handler[pages == p]) for p in counts])
+        w = np.array([np.sum(pages == p) for p in counts], dtype=float)
+        x = np.array(counts, dtype=float)
+        xm = np.sum(w * x) / w.sum()
+        per_page = max(0.0, float(np.sum(w * (x - xm) * (med - np.sum(w * med) / w.sum())) / np.sum(w * (x - xm) ** 2)))
+        notes.append(f"per-page cost {per_page:.1f} ns: weighted least squares through the handler medians at "
+                     + ", ".join(f"{p} pages ({m:.0f} ns, n={int(n)})" for p, m, n in zip(counts, med, w, strict=True)))
+    else:
+        per_page = INVLPG_COMPONENT_NS
+        what = f"{counts[0]} pages" if counts else "full flushes"
+        notes.append(f"the capture has one page count ({what}), so the per-page cost is a component figure: "
+                     f"{per_page:.0f} ns (NUMBERS §4 [K]); pass --invlpg-ns for this machine's")
+    lines = []
+    if partial.any():
+        fixed = np.maximum(handler[partial] - pages[partial] * per_page, 0.0)
+        notes.append(f"tlb.handler_fixed_ns = handler - pages x {per_page:.1f} over {int(partial.sum())} page-by-page calls")
+        lines += ["tlb:", "  handler_fixed_ns:", *_dist_yaml(quantile_table(fixed), "    ")]
+        lines.append(f"  invlpg_ns: {_fmt(per_page)}")
+        if full.any():
+            ff = max(0.0, float(np.median(handler[full]) - np.median(fixed)))
+            notes.append(f"tlb.full_flush_ns = median full-flush handler - median fixed part ({int(full.sum())} full flushes)")
+            lines.append(f"  full_flush_ns: {_fmt(ff)}")
+        else:
+            notes.append("no full flush in the capture: tlb.full_flush_ns stays the defaults' component figure")
+    else:  # full flushes only: fixed part and full flush cannot be told apart
+        notes.append("full flushes only: the whole handler is the fixed part, tlb.full_flush_ns = 0")
+        lines += ["tlb:", "  handler_fixed_ns:", *_dist_yaml(quantile_table(handler[full]), "    "),
+                  "  full_flush_ns: 0"]  # fmt: skip
+    seen = sorted(set(pages[partial | full].tolist()), key=lambda p: FULL_FLUSH_PAGES if p < 0 else p)
+    values = [FULL_FLUSH_PAGES if p < 0 else p for p in seen]
+    if len(values) == 1:
+        lines.append(f"  pages: {values[0]}")
+    else:
+        weights = [int(np.sum(pages == p)) for p in seen]
+        lines.append(f"  pages: {{dist: choice, values: {values}, weights: {weights}}}")
+    if full.any():
+        notes.append(f"tlb.pages: a full flush is written as {FULL_FLUSH_PAGES} pages (above tlb.ceiling_pages)")
+    notes += [
+        "The handler already contains the target's csd and flush_tlb_info reads, so the model's line",
+        "transfers and request serialisation are switched off (cache.transfer_ns, line_serialize_ns);",
+        "the sender's own reads of its targets' lines, which a trace does not time, go with them.",
+    ]
+    lines += ["cache:", "  transfer_ns: {smt: 0, llc: 0, socket: 0, remote: 0}", "  line_serialize_ns: 0"]
+    return lines, notes
 
 
 def write_report(

@@ -87,6 +87,8 @@ _ENTRIES = re.compile(r"entries-in-buffer/entries-written:\s*(?P<inbuf>\d+)/(?P<
 _ONLINE = re.compile(r"#P:(?P<cpus>\d+)")  # ftrace's header: the CPUs online when recorded
 # tlb_flush's reason for native_flush_tlb_multi() (TLB_REMOTE_SEND_IPI): a shootdown is starting
 _REMOTE_SEND = "remote IPI send"
+# ... and flush_tlb_func()'s on a target (TLB_REMOTE_SHOOTDOWN), with the pages it invalidated
+_REMOTE_SHOOTDOWN = re.compile(r"pages:(?P<pages>-?\d+) reason:remote shootdown")
 # trace-cmd report preamble lines that carry no events.
 _IGNORED = re.compile(r"^(cpus=\d+|CPU \d+ is empty|version = .*)$")
 _TRACE_DAT_MAGIC = b"\x17\x08\x44tracing"
@@ -196,13 +198,15 @@ def distance_class(sender: int, target: int, topology: dict[int, CpuTopology]) -
 class _Call:
     """One remote csd_queue_cpu event and what became of it."""
 
-    __slots__ = ("func", "ipi", "sender", "status", "t_entry", "t_exit", "t_queue", "target")
+    __slots__ = ("fanout", "func", "ipi", "pages", "sender", "status", "t_entry", "t_exit", "t_queue", "target")
 
     def __init__(self, func: str, sender: int, target: int, t_queue: float) -> None:
         self.func, self.sender, self.target, self.t_queue = func, sender, target, t_queue
         self.t_entry = self.t_exit = -1.0
         self.ipi: bool | None = None
         self.status = ""
+        self.pages = 0  # from the target's tlb_flush inside the handler: -1 full flush, 0 unknown
+        self.fanout = -1  # calls of one smp_call_function_many_cond() share it
 
 
 @dataclass
@@ -243,6 +247,13 @@ class TraceResult:
         ``native_flush_tlb_multi()``), and those of them that queued no ``flush_tlb_func`` csd:
         every target was skipped (lazy TLB, or a PV flush that defers preempted vCPUs) or the
         request went another way; 0 when the trace has no ``tlb`` events.
+    pages : ndarray of int
+        Per paired call, the pages its handler invalidated (the target's ``tlb_flush`` "remote
+        shootdown" event between entry and exit): −1 a full flush, 0 not known (no ``tlb``
+        events, or not a TLB flush); empty for a result built without them.
+    fanout : ndarray of int
+        Per paired call, its fan-out: the calls one sender queued before its IPI send (or, with
+        no ipi events, before its own local csd call) share an id.
     """
 
     path: str
@@ -269,6 +280,8 @@ class TraceResult:
     lines: int
     shootdowns: int = 0
     shootdowns_without_request: int = 0
+    pages: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    fanout: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def delivery_ns(self) -> np.ndarray:
@@ -438,6 +451,8 @@ class _Pairer:
         self.shootdowns = 0  # tlb_flush "remote IPI send" events
         self.silent = 0  # ... that queued no flush_tlb_func csd before the sender's next one
         self.shootdown_open: dict[int, bool] = {}
+        self.fanouts = 0  # fan-out ids handed out
+        self.open_fanout: dict[int, int] = {}  # sender -> id of the fan-out it is queueing
 
     def run(self, lines: Iterable[str]) -> TraceResult:
         lineno = 0
@@ -488,6 +503,10 @@ class _Pairer:
                 self.shootdowns += 1
                 self.silent += self.shootdown_open.get(cpu, False)  # the previous one queued nothing
                 self.shootdown_open[cpu] = True
+            elif (sd := _REMOTE_SHOOTDOWN.search(m["fields"])) is not None and self.open[cpu]:
+                call = self.open[cpu][-1][3]  # the innermost handler running on this CPU
+                if call is not None:
+                    call.pages = int(sd["pages"])
             return
         if name not in _CSD_EVENTS:
             return
@@ -508,6 +527,10 @@ class _Pairer:
         if func == "flush_tlb_func":
             self.shootdown_open[sender] = False
         call = _Call(func, sender, target, t)
+        if sender not in self.open_fanout:
+            self.open_fanout[sender] = self.fanouts
+            self.fanouts += 1
+        call.fanout = self.open_fanout[sender]
         self.calls.append(call)
         # The csd is locked until its target runs it, so a re-queue means the earlier queue
         # event will never see its own entry (see module docstring).
@@ -525,6 +548,7 @@ class _Pairer:
         # callback=0x0 and must not be credited to a queued csd.
         if "smp_call_function" not in kv.get("callback", ""):
             return
+        self.open_fanout.pop(sender, None)  # the IPIs end a fan-out's queue phase
         targets = [int(kv["cpu"])] if name == "ipi_send_cpu" else _cpumask(kv.get("cpumask", ""))
         waiting = self.awaiting_ipi[sender]
         for target in targets:
@@ -534,6 +558,7 @@ class _Pairer:
 
     def _entry(self, cpu: int, func: str, csd: str, t: float) -> None:
         if _is_null(csd):
+            self.open_fanout.pop(cpu, None)  # the sender's local call comes after its IPIs
             self.open[cpu].append((csd, func, t, None))
             return
         call = self.pending.pop((csd, cpu), None)
@@ -635,4 +660,6 @@ class _Pairer:
             lines=lines,
             shootdowns=self.shootdowns,
             shootdowns_without_request=self.silent + sum(self.shootdown_open.values()),
+            pages=np.array([c.pages for c in good], dtype=np.int64),
+            fanout=np.array([c.fanout for c in good], dtype=np.int64),
         )

@@ -1,0 +1,113 @@
+"""Issue 10's kernel paths, exactly, on constant costs (docs/model.md 9.14, 9.15, 9.27–9.29).
+
+Every cost is a constant, so each fan-out's S, S_L and T follow by hand from the timeline of
+§1; the tests compare them with the kernel's per-fan-out samples (no statistics involved).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from conftest import build_zero_params
+
+from mcsmp.kernels import codes as K
+from mcsmp.sim import run_point
+
+SEND = 100.0
+
+
+def _samples(tmp_path: Path, n: int = 2000, **dotted: object) -> np.ndarray:
+    params = build_zero_params(tmp_path, {"samples": n, "ipi.send_ns": SEND, **dotted})
+    res = run_point(params, threads=1, keep_samples=True)
+    assert res.samples is not None
+    return res.samples
+
+
+def test_shorthand_sends_one_write_for_a_full_mask(tmp_path: Path) -> None:
+    s = _samples(tmp_path, **{"workload.mm_cpus": None, "ipi.shorthand": True})
+    assert np.all(s[:, K.S_TARGETS] == 7)
+    assert np.all(s[:, K.S_S] == SEND)  # E = Q = 0: one all-but-self write
+    s = _samples(tmp_path, **{"workload.mm_cpus": None, "ipi.shorthand": False})
+    assert np.all(s[:, K.S_S] == 7 * SEND)  # physical: one write per target
+
+
+def test_no_shorthand_for_a_partial_mask(tmp_path: Path) -> None:
+    # cpumask_or_equal(mask, self, online) fails as soon as one online CPU is left out
+    s = _samples(tmp_path, **{"workload.mm_cpus": None, "workload.target_prob": 0.9, "ipi.shorthand": True})
+    k = s[:, K.S_TARGETS]
+    full = k == 7
+    assert full.any() and (~full & (k > 1)).any()
+    assert np.all(s[full, K.S_S] == SEND)
+    assert np.all(s[~full, K.S_S] == k[~full] * SEND)
+
+
+def test_clusters_follow_padded_apic_ids(tmp_path: Path) -> None:
+    # 2 sockets of 12: package ids start at APIC id 16, so clusters of 8 are {0-7}, {8-11},
+    # {16-23}, {24-27}: four writes for every other CPU (the unpadded t // 8 would give three)
+    s = _samples(tmp_path, **{
+        "machine.cpus": 24, "machine.sockets": 2, "machine.cpus_per_llc": 12, "workload.mm_cpus": None,
+        "ipi.mode": "cluster", "ipi.cluster_size": 8, "ipi.shorthand": False,
+    })  # fmt: skip
+    assert np.all(s[:, K.S_S] == 4 * SEND)
+
+
+def test_target_order_from_cpu0(tmp_path: Path) -> None:
+    # Physical writes 100 ns apart, every other cost 0 except a 1 ms cross-socket delivery
+    # (2 sockets: CPUs 0-3 and 4-7). T is the last remote target's completion, i.e. 1 ms after
+    # the last write to the other socket: the order decides which rank that write has.
+    common = {
+        "machine.sockets": 2, "machine.cpus_per_llc": 4, "workload.mm_cpus": None, "ipi.shorthand": False,
+        "ipi.cross_socket_ns": 1.0e6,
+    }  # fmt: skip
+    for order in ("cpu0", "after_sender"):
+        s = _samples(tmp_path, **common, **{"kernel.target_order": order})
+        sender = s[:, K.S_SENDER].astype(int)
+        if order == "cpu0":  # from CPU 0 up: socket 0's targets always come first
+            last_remote = np.where(sender < 4, 6, 3)
+        else:  # after the sender, wrapping
+            last_remote = np.where(sender < 4, 6 - sender, 10 - sender)
+        assert np.allclose(s[:, K.S_T], (last_remote + 1) * SEND + 1.0e6), order
+
+
+def test_handler_fixed_part_is_paid_once_per_call(tmp_path: Path) -> None:
+    s = _samples(tmp_path, **{
+        "workload.call": "tlb_flush", "workload.run_local": True, "tlb.pages": 4, "tlb.invlpg_ns": 50,
+        "tlb.handler_fixed_ns": 600, "tlb.full_flush_ns": 300, "ipi.send_ns": 0,
+    })  # fmt: skip
+    assert np.all(s[:, K.S_SL] == 600 + 4 * 50)  # the local call: fixed + pages x INVLPG
+    assert np.all(s[:, K.S_T] == 600 + 4 * 50)  # targets do the same work in parallel
+    s = _samples(tmp_path, **{
+        "workload.call": "tlb_flush", "workload.run_local": True, "tlb.pages": 40, "tlb.invlpg_ns": 50,
+        "tlb.handler_fixed_ns": 600, "tlb.full_flush_ns": 300, "ipi.send_ns": 0,
+    })  # fmt: skip
+    assert np.all(s[:, K.S_SL] == 600 + 300)  # above the ceiling: fixed + one full flush
+
+
+def test_common_delivery_is_shared_by_the_targets(tmp_path: Path) -> None:
+    # Delivery = a shared exponential part only: every target of a fan-out arrives together, so
+    # T − S_L (no send cost, zero handler) is that one draw, not the maximum over 4 draws.
+    mean = 1000.0
+    s = _samples(tmp_path, 20000, **{"ipi.send_ns": 0, "ipi.delivery_common_ns": {"dist": "exponential", "mean": mean}})
+    tail = s[:, K.S_T] - s[:, K.S_SL]
+    # exponential(1000) vs max of 4: means 1000 and 1000 * (1 + 1/2 + 1/3 + 1/4) = 2083;
+    # standard error of the mean of 20,000 exponentials is 7 ns
+    assert abs(tail.mean() - mean) < 6 * mean / np.sqrt(len(tail))
+
+
+def test_invlpgb_broadcast_replaces_the_ipis(tmp_path: Path) -> None:
+    common = {
+        "workload.call": "tlb_flush", "workload.mm_cpus": None, "tlb.mechanism": "invlpgb",
+        "tlb.invlpgb_ns": 50, "tlb.invlpgb_count_max": 8, "tlb.tlbsync_ns": 300,
+        "policies": ["preempt_off", "preemptible_wait"], "workload.caller.preemptible": 1.0,
+        "workload.caller.preempt_disabled": 0.0,
+    }  # fmt: skip
+    s = _samples(tmp_path, **common, **{"tlb.pages": 20})
+    assert np.all(s[:, K.S_TARGETS] == 0)
+    assert np.all(s[:, K.S_T] == 3 * 50 + 300)  # ceil(20 / 8) INVLPGBs, then TLBSYNC
+    assert np.all(s[:, K.N_SAMPLE_COLS + 1] == s[:, K.S_T])  # preemptible_wait: nothing to wait preemptibly
+    s = _samples(tmp_path, **common, **{"tlb.pages": 40})
+    assert np.all(s[:, K.S_T] == 50 + 300)  # above the ceiling: one flush-all INVLPGB
+    # an mm on fewer than 4 CPUs has no global ASID: IPIs as before (sender + 2 others)
+    s = _samples(tmp_path, **{**common, "tlb.pages": 20, "workload.mm_cpus": 2})
+    assert np.all(s[:, K.S_TARGETS] == 2)
