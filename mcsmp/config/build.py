@@ -501,6 +501,7 @@ def build_params(raw: RawParams) -> Params:
         exceed_bins_ns=b.number_list("report.exceed_bins_ns", increasing=True),
         precision_bits=b.integer("report.precision_bits", lo=1, hi=12),
         reference=_reference(b, machine, data),
+        rare_events=_rare_events(b),
     )
     if len(report.exceed_bins_ns) < 2:
         b.fail("report.exceed_bins_ns", "needs at least two edges (one bin)")
@@ -510,6 +511,13 @@ def build_params(raw: RawParams) -> Params:
         workload=workload, costs=costs, ipi=ipi, remote=remote, tlb=tlb, cache=cache, policy=policy,
         background=tuple(backgrounds), report=report, resolved=data,
     )  # fmt: skip
+
+
+def _rare_events(b: _Builder) -> str:
+    # YAML 1.1 reads a bare `off` as false, as for policy.reentry
+    if b.get("report.rare_events") is False:
+        return "off"
+    return b.choice("report.rare_events", ("auto", "off"))
 
 
 def _reentry(b: _Builder) -> str:

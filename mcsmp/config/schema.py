@@ -158,6 +158,7 @@ class Report:
     exceed_bins_ns: tuple[float, ...]
     precision_bits: int
     reference: Reference | None
+    rare_events: str = "auto"  # "auto": stratified sampling of the rare remote states; "off": crude
 
 
 @dataclass(frozen=True)
@@ -185,9 +186,14 @@ class Params:
     origin: Any = field(default=None, compare=False, repr=False)
 
     def model_dict(self) -> dict[str, Any]:
-        """The parameters that change what is sampled (not name, seed, samples, report, sweep)."""
+        """The parameters that change what is sampled (not name, seed, samples, report, sweep),
+        plus ``report.rare_events`` unless it is ``off`` (it changes the draws, so stratified and
+        crude runs are different points; off keeps every crude point's identity unchanged)."""
         skip = {"name", "seed", "samples", "report", "sweep"}
-        return {k: v for k, v in self.resolved.items() if k not in skip}
+        out = {k: v for k, v in self.resolved.items() if k not in skip}
+        if self.report.rare_events != "off":
+            out["rare_events"] = self.report.rare_events
+        return out
 
     @property
     def model_hash(self) -> str:

@@ -1,0 +1,214 @@
+"""Stratified sampling of the rare remote states (docs/model.md §5, "Rare events").
+
+Each of a fan-out's ``m`` candidate targets independently falls in one *category*: not a target
+(a lazy CPU skipped, probability ``1 − tp``), a target in a non-tail remote state, or a target
+whose remote wait is the equilibrium residual of one *tail component* ``c`` (probability ``q_c``:
+``tp`` × the state's fraction × the component's length-biased weight). Tail components are chosen
+from the parameters (:func:`tail_components`). With ``C`` tail categories ordered by decreasing
+``q_c`` (``C`` the rarest) and ``Q_c = Σ_{c' ≥ c} q_{c'}``, stratum ``s = C`` holds the fan-outs
+with at least one candidate in category ``C``, stratum ``s = c`` those with none above ``c`` and at
+least one in ``c``, stratum 0 those with none in any; their probabilities are exact:
+``P(s) = (1 − Q_{s+1})^m − (1 − Q_s)^m`` (``Q_{C+1} = 0``, ``Q_0 = 1``).
+
+Every chunk holds a fixed number of fan-outs of each stratum (:meth:`RarePlan.bounds`, a function
+of the chunk's size only), so counts stay integers per stratum, merge by addition, and a result
+stays bit-identical however it was run. Estimators recombine the strata with the exact ``P(s)``
+(:mod:`mcsmp.sim.histogram`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..config import Params
+from ..kernels import codes as K
+
+__all__ = [
+    "CRUDE",
+    "MAX_TAIL_CATEGORIES",
+    "RarePlan",
+    "TAIL_FRACTION",
+    "TailComponent",
+    "plan_rare_events",
+]
+
+MAX_TAIL_CATEGORIES = 3
+# A component is a tail one when one of the m candidates hits it in at most this share of
+# fan-outs (rarer than the body's p95) ...
+TAIL_HIT_MAX = 0.05
+# ... and its mean length is at least this many times its mixture's mean (a long section).
+TAIL_LENGTH_RATIO = 10.0
+# Share of every chunk given to the tail strata (split equally among them); the rest is stratum 0.
+TAIL_FRACTION = 0.5
+
+_STATES = (("irq_off", K.D_IRQ_OFF_LEN, K.F_IRQ), ("vcpu_preempted", K.D_VCPU_LEN, K.F_VCPU))
+
+
+@dataclass(frozen=True)
+class TailComponent:
+    name: str  # e.g. "remote.irq_off.length.components[2]"
+    slot: int  # distribution slot (codes.D_*)
+    row: int  # its row in the distribution table
+    q: float  # probability that one candidate is a target in this component's residual
+
+
+@dataclass(frozen=True)
+class RarePlan:
+    """The strata of a point: tail categories, exact probabilities, per-chunk allocation, and the
+    arrays the kernel reads (``kernel_arrays``)."""
+
+    components: tuple[TailComponent, ...] = ()
+    probs: tuple[float, ...] = (1.0,)  # P(stratum s), s = 0 .. C
+    shares: tuple[float, ...] = (1.0,)  # share of every chunk's fan-outs per stratum
+    candidates: int = 0  # m
+    mode: str = "off"  # the report.rare_events setting it was planned from
+    arrays: tuple[np.ndarray, ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def n_strata(self) -> int:
+        return len(self.probs)
+
+    @property
+    def stratified(self) -> bool:
+        return self.n_strata > 1
+
+    def bounds(self, fanouts: int) -> np.ndarray:
+        """``int64[S + 1]``: fan-outs ``b[s] .. b[s+1] − 1`` of a chunk of ``fanouts`` are stratum ``s``."""
+        sizes = [int(math.floor(fanouts * f)) for f in self.shares[1:]]
+        if fanouts >= self.n_strata:  # every stratum sampled in every chunk that can hold them all
+            sizes = [max(x, 1) for x in sizes]
+        sizes = [fanouts - sum(sizes), *sizes]
+        return np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+
+    def kernel_arrays(self, fanouts: int) -> tuple[np.ndarray, ...]:
+        """The kernel's ``rare`` argument for a chunk of ``fanouts`` fan-outs."""
+        return (self.bounds(fanouts), *self.arrays)
+
+    def describe(self) -> dict[str, Any]:
+        """What was chosen, for the result's JSON and meta.json."""
+        return {
+            "mode": self.mode,
+            "method": "stratified" if self.stratified else "crude",
+            "candidates": self.candidates,
+            "tail_components": [{"name": c.name, "q_per_candidate": c.q} for c in self.components],
+            "strata": [
+                {"stratum": s, "probability": p, "share": f, "definition": _definition(s, self.components)}
+                for s, (p, f) in enumerate(zip(self.probs, self.shares, strict=True))
+            ],
+        }
+
+
+def _definition(s: int, comps: tuple[TailComponent, ...]) -> str:
+    if not comps:
+        return "every fan-out"
+    if s == 0:
+        return "no candidate in a tail component"
+    rarer = [c.name for c in comps[s:]]
+    head = f"at least one candidate in {comps[s - 1].name}"
+    return head + (f", none in {', '.join(rarer)}" if rarer else "")
+
+
+def _dummy_arrays(n_rows: int) -> tuple[np.ndarray, ...]:
+    return (np.ones(2), np.zeros((1, 2)), np.zeros((1, 2), dtype=np.int64), np.ones(3), np.ones((max(n_rows, 1), 1)))
+
+
+def crude_plan(mode: str = "off", n_rows: int = 1) -> RarePlan:
+    return RarePlan(mode=mode, arrays=_dummy_arrays(n_rows))
+
+
+CRUDE = crude_plan()
+
+
+def candidates_of(params: Params) -> int:
+    """``m``: the candidate targets of every fan-out (the kernel's step 1)."""
+    w = params.workload
+    if w.call == "tlb_flush_kernel" or w.mm_cpus is None:
+        return params.machine.cpus - 1
+    return int(w.mm_cpus)
+
+
+def target_prob_of(params: Params) -> float:
+    return 1.0 if params.workload.call == "tlb_flush_kernel" else float(params.workload.target_prob)
+
+
+def tail_components(params: Params, index: np.ndarray, table: np.ndarray, fp: np.ndarray) -> list[TailComponent]:
+    """The rarest long residual components (at most :data:`MAX_TAIL_CATEGORIES`), rarest last."""
+    m = candidates_of(params)
+    tp = target_prob_of(params)
+    found: list[TailComponent] = []
+    for name, slot, f_code in _STATES:
+        fraction = float(fp[f_code])
+        first, count = int(index[slot, 0]), int(index[slot, 1])
+        if fraction <= 0 or count < 2:  # a single-component state is not split
+            continue
+        dist = getattr(params.remote, name).length
+        mix_mean = dist.mean
+        cum = table[first : first + count, K.COL_CUM_RESIDUAL_WEIGHT]
+        res_w = np.diff(np.concatenate(([0.0], cum)))
+        for i, comp in enumerate(dist.components):
+            q = tp * fraction * float(res_w[i])
+            if q <= 0 or m * q > TAIL_HIT_MAX or comp.mean < TAIL_LENGTH_RATIO * mix_mean:
+                continue
+            found.append(TailComponent(f"remote.{name}.length.components[{i}]", slot, first + i, q))
+    found.sort(key=lambda c: -c.q)
+    return found[-MAX_TAIL_CATEGORIES:]
+
+
+def plan_rare_events(params: Params, index: np.ndarray, table: np.ndarray, fp: np.ndarray) -> RarePlan:
+    """The strata for ``params`` (crude when ``report.rare_events`` is off or nothing is rare)."""
+    mode = params.report.rare_events
+    if mode == "off":
+        return crude_plan(mode, table.shape[0])
+    comps = tail_components(params, index, table, fp)
+    m = candidates_of(params)
+    if not comps or m < 1:
+        return crude_plan(mode, table.shape[0])
+    tp = target_prob_of(params)
+    q = np.array([c.q for c in comps])
+    n_c = len(comps)
+    # Q[c] = Σ_{c' ≥ c} q_c' for c = 1..C (index c − 1), Q_{C+1} = 0
+    upper = np.concatenate((np.cumsum(q[::-1])[::-1], [0.0]))
+
+    def none_above(c: int) -> float:  # P(no candidate in categories ≥ c) = (1 − Q_c)^m
+        return math.exp(m * math.log1p(-upper[c - 1])) if c <= n_c else 1.0
+
+    # Category law per candidate: 0 not a target, 1 non-tail target, 1 + c tail component c.
+    cat_p = np.concatenate(([1.0 - tp, tp - q.sum()], q))
+    cat_cum = np.cumsum(cat_p)
+    first_law = np.zeros((n_c + 1, 2))
+    for s in range(1, n_c + 1):
+        pi = q[s - 1] / (1.0 - upper[s])  # P(category s | categories ≤ s) per candidate
+        first_law[s] = (math.log1p(-pi), -math.expm1(m * math.log1p(-pi)))
+    # P(s) = (1 − Q_{s+1})^m · (1 − (1 − π_s)^m), without cancellation
+    probs = [none_above(1)] + [none_above(s + 1) * first_law[s, 1] for s in range(1, n_c + 1)]
+    tail_cat = np.array([[c.slot, c.row] for c in comps], dtype=np.int64)
+    # Non-tail remote states of a target: irq_off, idle, vCPU (tail mass removed), else running.
+    removed = {K.D_IRQ_OFF_LEN: 0.0, K.D_VCPU_LEN: 0.0}
+    for c in comps:
+        removed[c.slot] += c.q / tp
+    masses = [fp[K.F_IRQ] - removed[K.D_IRQ_OFF_LEN], fp[K.F_IDLE], fp[K.F_VCPU] - removed[K.D_VCPU_LEN]]
+    masses = [max(float(x), 0.0) for x in masses]
+    body = 1.0 - sum(c.q for c in comps) / tp
+    state_cum = np.minimum(np.cumsum(masses) / body, 1.0)
+    nontail_res = np.ones((table.shape[0], 1))
+    tail_rows = {c.row for c in comps}
+    for _, slot, _ in _STATES:
+        first, count = int(index[slot, 0]), int(index[slot, 1])
+        cum = table[first : first + count, K.COL_CUM_RESIDUAL_WEIGHT]
+        w = np.diff(np.concatenate(([0.0], cum)))
+        keep = np.array([first + i not in tail_rows for i in range(count)])
+        w = np.where(keep, w, 0.0)
+        if w.sum() <= 0:
+            continue
+        c_w = np.cumsum(w) / w.sum()
+        c_w[int(np.nonzero(keep)[0][-1]) :] = 1.0  # a draw u < 1 never lands past the last kept row
+        nontail_res[first : first + count, 0] = c_w
+    shares = [1.0 - TAIL_FRACTION] + [TAIL_FRACTION / n_c] * n_c
+    return RarePlan(
+        tuple(comps), tuple(float(p) for p in probs), tuple(shares), m, mode,
+        (cat_cum, first_law, tail_cat, state_cum, nontail_res),
+    )  # fmt: skip
