@@ -27,7 +27,7 @@ from scipy import optimize, stats
 from mcsmp._jit import kernel
 from mcsmp.api import load
 from mcsmp.config import Params
-from mcsmp.kernels.fanout import _candidate_category, _first_tail_index
+from mcsmp.kernels.fanout import _candidate_category, _first_tail_index, _tail_residual
 from mcsmp.kernels.rng import seed_state
 from mcsmp.kernels.sampling import sample_residual_row
 from mcsmp.metrics import compute_metrics
@@ -126,10 +126,13 @@ def _categories(st, m, n, cat_cum, first_law, state, out):  # type: ignore[no-un
 
 
 @kernel
-def _residual_rows(table, row, state, out):  # type: ignore[no-untyped-def]
+def _residual_rows(table, row, part, split, state, out):  # type: ignore[no-untyped-def]
     rs = (state[0], state[1], state[2], state[3])
     for i in range(out.shape[0]):
-        out[i], rs = sample_residual_row(table, row, rs)
+        if part < 0:
+            out[i], rs = sample_residual_row(table, row, rs)
+        else:
+            out[i], rs = _tail_residual(table, row, part, split, rs)
 
 
 def _state(seed: int) -> np.ndarray:
@@ -139,19 +142,25 @@ def _state(seed: int) -> np.ndarray:
 def test_plan_picks_the_rare_long_components_and_exact_stratum_probabilities() -> None:
     plan = compile_model(closed_form_params()).rare
     assert plan.stratified and plan.candidates == K_TARGETS
-    assert [c.name for c in plan.components] == [
-        "remote.irq_off.length.components[1]", "remote.irq_off.length.components[2]"]  # fmt: skip
-    ex, mean = _excess(np.array([0.0]))
-    q = [F_IRQ * PARETO[0] * PARETO[1] * PARETO[2] / (PARETO[2] - 1) / mean, F_IRQ * STALL[0] * STALL[1] / mean]
+    comps = [(c.name, c.part) for c in plan.components]
+    pareto, stall = "remote.irq_off.length.components[1]", "remote.irq_off.length.components[2]"
+    assert comps == [(pareto, 1), (pareto, 2), (stall, 0)]
+    _, mean = _excess(np.array([0.0]))
+    q_pareto = F_IRQ * PARETO[0] * PARETO[1] * PARETO[2] / (PARETO[2] - 1) / mean
+    split = plan.components[0].split
+    above = (PARETO[1] / split) ** (PARETO[2] - 1) / PARETO[2]  # Pareto residual survival past its scale
+    assert above == pytest.approx(1e-3, rel=1e-12)
+    q = [q_pareto * (1 - above), q_pareto * above, F_IRQ * STALL[0] * STALL[1] / mean]
     assert [c.q for c in plan.components] == pytest.approx(q, rel=1e-12)
-    none = [(1 - q[0] - q[1]) ** K_TARGETS, (1 - q[1]) ** K_TARGETS, 1.0]
-    assert plan.probs == pytest.approx([none[0], none[1] - none[0], 1 - none[1]], rel=1e-9)
+    upper = [sum(q[c:]) for c in range(3)] + [0.0]  # Q_c, c = 1..3, Q_4 = 0
+    none = [(1 - x) ** K_TARGETS for x in upper]
+    assert plan.probs == pytest.approx([none[0]] + [none[s + 1] - none[s] for s in range(3)], rel=1e-9)
     assert sum(plan.probs) == pytest.approx(1.0, abs=1e-15)
     off = compile_model(closed_form_params(rare="off")).rare
     assert not off.stratified and off.n_strata == 1
 
 
-@pytest.mark.parametrize("st", [0, 1, 2])
+@pytest.mark.parametrize("st", [0, 1, 2, 3])
 def test_stratum_conditional_categories_follow_their_exact_law(st: int) -> None:
     """Chi-square of (a) the number of candidates in the stratum's own category (binomial
     conditioned on ≥ 1), (b) the categories of the other candidates (the law restricted to the
@@ -160,10 +169,10 @@ def test_stratum_conditional_categories_follow_their_exact_law(st: int) -> None:
     cat_cum, first_law = plan.arrays[0], plan.arrays[1]
     m, n = plan.candidates, 40_000
     # Boost the tail categories so the test has power: the sampler is exact for any probabilities.
-    p = np.array([0.1, 0.6, 0.2, 0.1])  # not a target, non-tail, tail 1, tail 2
+    p = np.array([0.1, 0.5, 0.2, 0.12, 0.08])  # not a target, non-tail, tail 1, 2, 3
     cat_cum = np.cumsum(p)
     first_law = first_law.copy()
-    for s in (1, 2):
+    for s in (1, 2, 3):
         restricted = cat_cum[s + 1]
         pi = p[s + 1] / restricted
         first_law[s] = (math.log1p(-pi), -math.expm1(m * math.log1p(-pi)))
@@ -196,7 +205,7 @@ def test_single_component_residual_matches_its_closed_form() -> None:
     first = int(model.index[7, 0])  # D_IRQ_OFF_LEN
     _, s1, a1 = PARETO
     out = np.zeros(100_000)
-    _residual_rows(model.table, first + 1, _state(5), out)
+    _residual_rows(model.table, first + 1, -1, 0.0, _state(5), out)
     # residual of Pareto(s, α): survival E[(X − x)⁺]/E[X]
     m1 = s1 * a1 / (a1 - 1)
 
@@ -205,7 +214,15 @@ def test_single_component_residual_matches_its_closed_form() -> None:
         return 1 - e / m1
 
     assert stats.kstest(out, cdf).pvalue > 1e-3
-    _residual_rows(model.table, first + 2, _state(6), out)  # const 40 ms: Uniform(0, 40 ms)
+    split = 20 * s1
+    below, above = cdf(np.array(split)), 1 - cdf(np.array(split))
+    _residual_rows(model.table, first + 1, 1, split, _state(7), out)  # conditioned below the split
+    assert out.max() <= split
+    assert stats.kstest(out, lambda x: np.minimum(cdf(x) / below, 1.0)).pvalue > 1e-3
+    _residual_rows(model.table, first + 1, 2, split, _state(8), out)  # conditioned above it
+    assert out.min() >= split
+    assert stats.kstest(out, lambda x: np.maximum(cdf(x) - below, 0.0) / above).pvalue > 1e-3
+    _residual_rows(model.table, first + 2, -1, 0.0, _state(6), out)  # const 40 ms: Uniform(0, 40 ms)
     assert stats.kstest(out, stats.uniform(0, STALL[1]).cdf).pvalue > 1e-3
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from .._jit import kernel
 from .codes import (
+    COL_C,
     CALL_GENERIC,
     CALL_TLB_KERNEL,
     CLS_LLC,
@@ -97,7 +98,7 @@ from .codes import (
     TR_T,
 )
 from .histo import bucket
-from .rng import uniform
+from .rng import exponential, uniform
 from .sampling import fast_draw, fast_params, pick_row, sample, sample_residual, sample_residual_row
 
 __all__ = ["replay_policies", "run_chunk"]
@@ -174,11 +175,13 @@ def _policies(counts, sums, samples, it, ip, fp, policies, g, ctx, alloc_failed,
 
 
 # ---- stratified sampling of the rare remote states (docs/model.md §5, "Rare events") ----------
-# ``rare`` = (bounds, cat_cum, first_law, tail_cat, state_cum, nontail_res), built by
+# ``rare`` = (bounds, cat_cum, first_law, tail_cat, tail_split, state_cum, nontail_res), built by
 # mcsmp.sim.rare. Fan-outs bounds[s] .. bounds[s+1] − 1 of a chunk belong to stratum s; with one
 # stratum (bounds = [0, n]) the kernel runs its crude draws, unchanged. A candidate target falls in
 # category 0 (not a target), 1 (target in a non-tail remote state) or 1 + c (tail category c:
-# the residual of one mixture component), with cumulative per-candidate probabilities cat_cum.
+# the residual of one mixture component, or of a Pareto component the part below or above a split
+# point: tail_cat[c − 1] = (slot, row, part), part 0 whole, 1 below, 2 above tail_split[c − 1]),
+# with cumulative per-candidate probabilities cat_cum.
 # Stratum s ≥ 1 holds the fan-outs with no candidate in a category above 1 + s and at least one in
 # 1 + s; stratum 0 those with none in any tail category.
 
@@ -219,11 +222,25 @@ def _candidate_category(r, j_first, st, cat_cum, rs):  # type: ignore[no-untyped
 
 
 @kernel
-def _stratified_wait(cat, index, table, slot, f_cum, tail_cat, nontail_res, rs):  # type: ignore[no-untyped-def]
+def _tail_residual(table, row, part, split, rs):  # type: ignore[no-untyped-def]
+    """Residual of table row ``row`` (part 0), or conditioned below ``split`` (part 1, by rejection:
+    accepted with probability ≥ 1 − 1e-3 by construction), or above it (part 2, a Pareto row only:
+    past its scale a Pareto(s, α) residual has an exact Pareto(α − 1) tail, ``split · e^{E/(α−1)}``)."""
+    if part == 2:
+        e, rs = exponential(rs)
+        return split * math.exp(e * table[row, COL_C]), rs
+    x, rs = sample_residual_row(table, row, rs)
+    while part == 1 and x > split:
+        x, rs = sample_residual_row(table, row, rs)
+    return x, rs
+
+
+@kernel
+def _stratified_wait(cat, index, table, slot, f_cum, tail_cat, tail_split, nontail_res, rs):  # type: ignore[no-untyped-def]
     """The remote wait of a target of category ``cat`` (≥ 1): a tail category's component residual,
     or (cat 1) a non-tail remote state drawn from ``f_cum`` with the tail components removed."""
     if cat >= 2:
-        return sample_residual_row(table, tail_cat[cat - 2, 1], rs)
+        return _tail_residual(table, tail_cat[cat - 2, 1], tail_cat[cat - 2, 2], tail_split[cat - 2], rs)
     u, rs = uniform(rs)
     if u < f_cum[0]:
         dist = slot[D_IRQ_OFF_LEN]
@@ -345,7 +362,7 @@ def run_chunk(
     chosen = np.empty(max(n - 1, 1), dtype=np.int64)
     cluster_time = np.full(n // cluster_size + 1, -1.0)
     # the per-target rows: row views and running sums in registers (same additions, same order)
-    strata_bounds, cat_cum, first_law, tail_cat, state_cum, nontail_res = rare
+    strata_bounds, cat_cum, first_law, tail_cat, tail_split, state_cum, nontail_res = rare
     n_strata = strata_bounds.shape[0] - 1
     stratified = n_strata > 1
     n_rows = counts.shape[0] // n_strata
@@ -500,7 +517,7 @@ def run_chunk(
                 a += x
             wait = 0.0
             if stratified:
-                wait, rs = _stratified_wait(tcat[j], index, table, slot, state_cum, tail_cat, nontail_res, rs)
+                wait, rs = _stratified_wait(tcat[j], index, table, slot, state_cum, tail_cat, tail_split, nontail_res, rs)
             else:
                 u, rs = uniform(rs)
                 if u < f_irq:

@@ -29,14 +29,15 @@ from ..kernels import codes as K
 
 __all__ = [
     "CRUDE",
-    "MAX_TAIL_CATEGORIES",
+    "MAX_TAIL_COMPONENTS",
+    "PARETO_TAIL_SHARE",
     "RarePlan",
     "TAIL_FRACTION",
     "TailComponent",
     "plan_rare_events",
 ]
 
-MAX_TAIL_CATEGORIES = 3
+MAX_TAIL_COMPONENTS = 3  # the rarest ones; a Pareto component makes two categories
 # A component is a tail one when one of the m candidates hits it in at most this share of
 # fan-outs (rarer than the body's p95) ...
 TAIL_HIT_MAX = 0.05
@@ -44,6 +45,10 @@ TAIL_HIT_MAX = 0.05
 TAIL_LENGTH_RATIO = 10.0
 # Share of every chunk given to the tail strata (split equally among them); the rest is stratum 0.
 TAIL_FRACTION = 0.5
+# A Pareto(s, α) component's residual is split at the point t ≥ s beyond which it has this
+# probability, (s/t)^(α−1)/α: above t the residual is exactly t · Pareto(1, α − 1), a stratum of
+# its own, so the heavy tail is sampled where it matters instead of being left unseen.
+PARETO_TAIL_SHARE = 1e-3
 
 _STATES = (("irq_off", K.D_IRQ_OFF_LEN, K.F_IRQ), ("vcpu_preempted", K.D_VCPU_LEN, K.F_VCPU))
 
@@ -53,7 +58,15 @@ class TailComponent:
     name: str  # e.g. "remote.irq_off.length.components[2]"
     slot: int  # distribution slot (codes.D_*)
     row: int  # its row in the distribution table
-    q: float  # probability that one candidate is a target in this component's residual
+    q: float  # probability that one candidate is a target in this component's residual (part)
+    part: int = 0  # 0 the whole residual; Pareto: 1 the residual below split, 2 above it
+    split: float = 0.0
+
+    @property
+    def label(self) -> str:
+        if self.part == 0:
+            return self.name
+        return f"{self.name} residual {'<=' if self.part == 1 else '>'} {self.split:.4g} ns"
 
 
 @dataclass(frozen=True)
@@ -94,7 +107,7 @@ class RarePlan:
             "mode": self.mode,
             "method": "stratified" if self.stratified else "crude",
             "candidates": self.candidates,
-            "tail_components": [{"name": c.name, "q_per_candidate": c.q} for c in self.components],
+            "tail_components": [{"name": c.label, "q_per_candidate": c.q} for c in self.components],
             "strata": [
                 {"stratum": s, "probability": p, "share": f, "definition": _definition(s, self.components)}
                 for s, (p, f) in enumerate(zip(self.probs, self.shares, strict=True))
@@ -107,13 +120,13 @@ def _definition(s: int, comps: tuple[TailComponent, ...]) -> str:
         return "every fan-out"
     if s == 0:
         return "no candidate in a tail component"
-    rarer = [c.name for c in comps[s:]]
-    head = f"at least one candidate in {comps[s - 1].name}"
+    rarer = [c.label for c in comps[s:]]
+    head = f"at least one candidate in {comps[s - 1].label}"
     return head + (f", none in {', '.join(rarer)}" if rarer else "")
 
 
 def _dummy_arrays(n_rows: int) -> tuple[np.ndarray, ...]:
-    return (np.ones(2), np.zeros((1, 2)), np.zeros((1, 2), dtype=np.int64), np.ones(3), np.ones((max(n_rows, 1), 1)))
+    return (np.ones(2), np.zeros((1, 2)), np.zeros((1, 3), dtype=np.int64), np.zeros(1), np.ones(3), np.ones((max(n_rows, 1), 1)))
 
 
 def crude_plan(mode: str = "off", n_rows: int = 1) -> RarePlan:
@@ -136,7 +149,8 @@ def target_prob_of(params: Params) -> float:
 
 
 def tail_components(params: Params, index: np.ndarray, table: np.ndarray, fp: np.ndarray) -> list[TailComponent]:
-    """The rarest long residual components (at most :data:`MAX_TAIL_CATEGORIES`), rarest last."""
+    """The tail categories, rarest last: the rarest long residual components (at most
+    :data:`MAX_TAIL_COMPONENTS`), a Pareto one split in two parts (:data:`PARETO_TAIL_SHARE`)."""
     m = candidates_of(params)
     tp = target_prob_of(params)
     found: list[TailComponent] = []
@@ -155,7 +169,20 @@ def tail_components(params: Params, index: np.ndarray, table: np.ndarray, fp: np
                 continue
             found.append(TailComponent(f"remote.{name}.length.components[{i}]", slot, first + i, q))
     found.sort(key=lambda c: -c.q)
-    return found[-MAX_TAIL_CATEGORIES:]
+    parts: list[TailComponent] = []
+    for c in found[-MAX_TAIL_COMPONENTS:]:
+        comp = table[c.row]
+        if int(comp[K.COL_FAMILY]) != K.FAM_PARETO:
+            parts.append(c)
+            continue
+        scale, inv = float(comp[K.COL_A]), float(comp[K.COL_C])  # inv = 1/(α − 1)
+        alpha = 1.0 + 1.0 / inv
+        split = scale * (alpha * PARETO_TAIL_SHARE) ** -inv
+        above = (scale / split) ** (alpha - 1.0) / alpha  # = PARETO_TAIL_SHARE up to rounding
+        parts.append(TailComponent(c.name, c.slot, c.row, c.q * (1.0 - above), 1, split))
+        parts.append(TailComponent(c.name, c.slot, c.row, c.q * above, 2, split))
+    parts.sort(key=lambda c: -c.q)
+    return parts
 
 
 def plan_rare_events(params: Params, index: np.ndarray, table: np.ndarray, fp: np.ndarray) -> RarePlan:
@@ -185,10 +212,11 @@ def plan_rare_events(params: Params, index: np.ndarray, table: np.ndarray, fp: n
         first_law[s] = (math.log1p(-pi), -math.expm1(m * math.log1p(-pi)))
     # P(s) = (1 − Q_{s+1})^m · (1 − (1 − π_s)^m), without cancellation
     probs = [none_above(1)] + [none_above(s + 1) * first_law[s, 1] for s in range(1, n_c + 1)]
-    tail_cat = np.array([[c.slot, c.row] for c in comps], dtype=np.int64)
+    tail_cat = np.array([[c.slot, c.row, c.part] for c in comps], dtype=np.int64)
+    tail_split = np.array([c.split for c in comps])
     # Non-tail remote states of a target: irq_off, idle, vCPU (tail mass removed), else running.
     removed = {K.D_IRQ_OFF_LEN: 0.0, K.D_VCPU_LEN: 0.0}
-    for c in comps:
+    for c in comps:  # both parts of a split component remove it whole
         removed[c.slot] += c.q / tp
     masses = [fp[K.F_IRQ] - removed[K.D_IRQ_OFF_LEN], fp[K.F_IDLE], fp[K.F_VCPU] - removed[K.D_VCPU_LEN]]
     masses = [max(float(x), 0.0) for x in masses]
@@ -210,5 +238,5 @@ def plan_rare_events(params: Params, index: np.ndarray, table: np.ndarray, fp: n
     shares = [1.0 - TAIL_FRACTION] + [TAIL_FRACTION / n_c] * n_c
     return RarePlan(
         tuple(comps), tuple(float(p) for p in probs), tuple(shares), m, mode,
-        (cat_cum, first_law, tail_cat, state_cum, nontail_res),
+        (cat_cum, first_law, tail_cat, tail_split, state_cum, nontail_res),
     )  # fmt: skip
