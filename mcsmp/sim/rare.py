@@ -44,11 +44,11 @@ TAIL_HIT_MAX = 0.05
 # ... and its mean length is at least this many times its mixture's mean (a long section).
 TAIL_LENGTH_RATIO = 10.0
 # Share of every chunk given to the tail strata (split equally among them); the rest is stratum 0.
-TAIL_FRACTION = 0.5
+TAIL_FRACTION = 0.25
 # A Pareto(s, α) component's residual is split at the point t ≥ s beyond which it has this
 # probability, (s/t)^(α−1)/α: above t the residual is exactly t · Pareto(1, α − 1), a stratum of
 # its own, so the heavy tail is sampled where it matters instead of being left unseen.
-PARETO_TAIL_SHARE = 1e-3
+PARETO_TAIL_SHARE = 1e-2
 
 _STATES = (("irq_off", K.D_IRQ_OFF_LEN, K.F_IRQ), ("vcpu_preempted", K.D_VCPU_LEN, K.F_VCPU))
 
