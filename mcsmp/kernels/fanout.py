@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from .._jit import kernel
+from .._jit import inline_kernel, kernel
 from .codes import (
     COL_C,
     CALL_GENERIC,
@@ -205,7 +205,7 @@ def _first_tail_index(st, m, first_law, rs):  # type: ignore[no-untyped-def]
     return j, rs
 
 
-@kernel
+@inline_kernel  # inlined: a call per candidate doubled the cost of a fan-out (measured)
 def _candidate_category(r, j_first, st, cat_cum, rs):  # type: ignore[no-untyped-def]
     """Category of candidate ``r`` of a fan-out of stratum ``st`` whose first tail-``st`` candidate
     is ``j_first``: before it, the law restricted to categories ≤ st; at it, 1 + st; after it
@@ -236,12 +236,10 @@ def _tail_residual(table, row, part, split, rs):  # type: ignore[no-untyped-def]
 
 
 @kernel
-def _stratified_wait(cat, index, table, slot, f_cum, tail_cat, tail_split, nontail_res, rs):  # type: ignore[no-untyped-def]
-    """The remote wait of a target of category ``cat`` (≥ 1): a tail category's component residual,
-    or (cat 1) a non-tail remote state drawn from ``f_cum`` with the tail components removed."""
-    if cat >= 2:
-        return _tail_residual(table, tail_cat[cat - 2, 1], tail_cat[cat - 2, 2], tail_split[cat - 2], rs)
-    u, rs = uniform(rs)
+def _nontail_wait(u, index, table, slot, f_cum, nontail_res, rs):  # type: ignore[no-untyped-def]
+    """The remote wait of a non-tail target (category 1) whose state uniform ``u`` < ``f_cum[2]``
+    (not running): irq-off, idle or vCPU-preempted with the tail components removed (``f_cum``
+    cumulative over those states, ``nontail_res`` the residual weights of the kept rows)."""
     if u < f_cum[0]:
         dist = slot[D_IRQ_OFF_LEN]
     elif u < f_cum[1]:
@@ -517,7 +515,13 @@ def run_chunk(
                 a += x
             wait = 0.0
             if stratified:
-                wait, rs = _stratified_wait(tcat[j], index, table, slot, state_cum, tail_cat, tail_split, nontail_res, rs)
+                cat = tcat[j]
+                if cat >= 2:
+                    wait, rs = _tail_residual(table, tail_cat[cat - 2, 1], tail_cat[cat - 2, 2], tail_split[cat - 2], rs)
+                else:
+                    u, rs = uniform(rs)
+                    if u < state_cum[2]:
+                        wait, rs = _nontail_wait(u, index, table, slot, state_cum, nontail_res, rs)
             else:
                 u, rs = uniform(rs)
                 if u < f_irq:
