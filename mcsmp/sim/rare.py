@@ -39,7 +39,7 @@ __all__ = [
 
 MAX_TAIL_COMPONENTS = 3  # the rarest ones; a Pareto component makes two categories
 # A component is a tail one when one of the m candidates hits it in at most this share of
-# fan-outs (rarer than the body's p95) ...
+# fan-outs (rarer than the body's p95; a Pareto component: its part above the split) ...
 TAIL_HIT_MAX = 0.05
 # ... and its mean length is at least this many times its mixture's mean (a long section).
 TAIL_LENGTH_RATIO = 10.0
@@ -165,12 +165,14 @@ def tail_components(params: Params, index: np.ndarray, table: np.ndarray, fp: np
         res_w = np.diff(np.concatenate(([0.0], cum)))
         for i, comp in enumerate(dist.components):
             q = tp * fraction * float(res_w[i])
-            if q <= 0 or m * q > TAIL_HIT_MAX or comp.mean < TAIL_LENGTH_RATIO * mix_mean:
+            # a Pareto component qualifies by its above-split part (a common Pareto has a rare tail)
+            rare_q = q * PARETO_TAIL_SHARE if comp.family == K.FAM_PARETO else q
+            if q <= 0 or m * rare_q > TAIL_HIT_MAX or comp.mean < TAIL_LENGTH_RATIO * mix_mean:
                 continue
-            found.append(TailComponent(f"remote.{name}.length.components[{i}]", slot, first + i, q))
-    found.sort(key=lambda c: -c.q)
+            found.append((rare_q, TailComponent(f"remote.{name}.length.components[{i}]", slot, first + i, q)))
+    found.sort(key=lambda x: -x[0])
     parts: list[TailComponent] = []
-    for c in found[-MAX_TAIL_COMPONENTS:]:
+    for _, c in found[-MAX_TAIL_COMPONENTS:]:
         comp = table[c.row]
         if int(comp[K.COL_FAMILY]) != K.FAM_PARETO:
             parts.append(c)
