@@ -34,7 +34,7 @@ from mcsmp.metrics import compute_metrics
 from mcsmp.sim import PointResult, run_point
 from mcsmp.sim.engine import CHUNK_FANOUTS
 from mcsmp.sim.model import compile_model
-from mcsmp.sim.rare import PARETO_TAIL_SHARE
+from mcsmp.config.rare import PARETO_TAIL_SHARE
 
 F_IRQ = 0.02
 BODY = (0.99946, 2250.0, 0.86)  # weight, median, sigma (lognormal)

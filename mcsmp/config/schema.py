@@ -187,11 +187,14 @@ class Params:
 
     def model_dict(self) -> dict[str, Any]:
         """The parameters that change what is sampled (not name, seed, samples, report, sweep),
-        plus ``report.rare_events`` unless it is ``off`` (it changes the draws, so stratified and
-        crude runs are different points; off keeps every crude point's identity unchanged)."""
+        plus ``rare_events`` when the point is stratified (docs/model.md §5 "Rare events": it
+        changes the draws, so a stratified run and its crude twin are different points; a point
+        with nothing to stratify, or with ``report.rare_events: off``, keeps its crude identity)."""
+        from .rare import tail_components
+
         skip = {"name", "seed", "samples", "report", "sweep"}
         out = {k: v for k, v in self.resolved.items() if k not in skip}
-        if self.report.rare_events != "off":
+        if tail_components(self):
             out["rare_events"] = self.report.rare_events
         return out
 

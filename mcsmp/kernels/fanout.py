@@ -224,7 +224,7 @@ def _candidate_category(r, j_first, st, cat_cum, rs):  # type: ignore[no-untyped
 @kernel
 def _tail_residual(table, row, part, split, rs):  # type: ignore[no-untyped-def]
     """Residual of table row ``row`` (part 0), or conditioned below ``split`` (part 1, by rejection:
-    accepted with probability 1 − mcsmp.sim.rare.PARETO_TAIL_SHARE), or above it (part 2, a Pareto row only:
+    accepted with probability 1 − mcsmp.config.rare.PARETO_TAIL_SHARE), or above it (part 2, a Pareto row only:
     past its scale a Pareto(s, α) residual has an exact Pareto(α − 1) tail, ``split · e^{E/(α−1)}``)."""
     if part == 2:
         e, rs = exponential(rs)

@@ -4,7 +4,7 @@ Each of a fan-out's ``m`` candidate targets independently falls in one *category
 (a lazy CPU skipped, probability ``1 − tp``), a target in a non-tail remote state, or a target
 whose remote wait is the equilibrium residual of one *tail component* ``c`` (probability ``q_c``:
 ``tp`` × the state's fraction × the component's length-biased weight). Tail components are chosen
-from the parameters (:func:`tail_components`). With ``C`` tail categories ordered by decreasing
+from the parameters (:func:`mcsmp.config.rare.tail_components`). With ``C`` tail categories ordered by decreasing
 ``q_c`` (``C`` the rarest) and ``Q_c = Σ_{c' ≥ c} q_{c'}``, stratum ``s = C`` holds the fan-outs
 with at least one candidate in category ``C``, stratum ``s = c`` those with none above ``c`` and at
 least one in ``c``, stratum 0 those with none in any; their probabilities are exact:
@@ -25,48 +25,14 @@ from typing import Any
 import numpy as np
 
 from ..config import Params
+from ..config.rare import TailComponent, candidates_of, tail_components, target_prob_of
 from ..kernels import codes as K
 
-__all__ = [
-    "CRUDE",
-    "MAX_TAIL_COMPONENTS",
-    "PARETO_TAIL_SHARE",
-    "RarePlan",
-    "TAIL_FRACTION",
-    "TailComponent",
-    "plan_rare_events",
-]
+__all__ = ["CRUDE", "TAIL_FRACTION", "RarePlan", "plan_rare_events"]
 
-MAX_TAIL_COMPONENTS = 3  # the rarest ones; a Pareto component makes two categories
-# A component is a tail one when one of the m candidates hits it in at most this share of
-# fan-outs (rarer than the body's p95; a Pareto component: its part above the split) ...
-TAIL_HIT_MAX = 0.05
-# ... and its mean length is at least this many times its mixture's mean (a long section).
-TAIL_LENGTH_RATIO = 10.0
 # Share of every chunk given to the tail strata (split equally among them); the rest is stratum 0.
 TAIL_FRACTION = 0.25
-# A Pareto(s, α) component's residual is split at the point t ≥ s beyond which it has this
-# probability, (s/t)^(α−1)/α: above t the residual is exactly t · Pareto(1, α − 1), a stratum of
-# its own, so the heavy tail is sampled where it matters instead of being left unseen.
-PARETO_TAIL_SHARE = 1e-2
-
-_STATES = (("irq_off", K.D_IRQ_OFF_LEN, K.F_IRQ), ("vcpu_preempted", K.D_VCPU_LEN, K.F_VCPU))
-
-
-@dataclass(frozen=True)
-class TailComponent:
-    name: str  # e.g. "remote.irq_off.length.components[2]"
-    slot: int  # distribution slot (codes.D_*)
-    row: int  # its row in the distribution table
-    q: float  # probability that one candidate is a target in this component's residual (part)
-    part: int = 0  # 0 the whole residual; Pareto: 1 the residual below split, 2 above it
-    split: float = 0.0
-
-    @property
-    def label(self) -> str:
-        if self.part == 0:
-            return self.name
-        return f"{self.name} residual {'<=' if self.part == 1 else '>'} {self.split:.4g} ns"
+_SLOT = {"irq_off": K.D_IRQ_OFF_LEN, "vcpu_preempted": K.D_VCPU_LEN}
 
 
 @dataclass(frozen=True)
@@ -136,63 +102,10 @@ def crude_plan(mode: str = "off", n_rows: int = 1) -> RarePlan:
 CRUDE = crude_plan()
 
 
-def candidates_of(params: Params) -> int:
-    """``m``: the candidate targets of every fan-out (the kernel's step 1)."""
-    w = params.workload
-    if w.call == "tlb_flush_kernel" or w.mm_cpus is None:
-        return params.machine.cpus - 1
-    return int(w.mm_cpus)
-
-
-def target_prob_of(params: Params) -> float:
-    return 1.0 if params.workload.call == "tlb_flush_kernel" else float(params.workload.target_prob)
-
-
-def tail_components(params: Params, index: np.ndarray, table: np.ndarray, fp: np.ndarray) -> list[TailComponent]:
-    """The tail categories, rarest last: the rarest long residual components (at most
-    :data:`MAX_TAIL_COMPONENTS`), a Pareto one split in two parts (:data:`PARETO_TAIL_SHARE`)."""
-    m = candidates_of(params)
-    tp = target_prob_of(params)
-    found: list[TailComponent] = []
-    for name, slot, f_code in _STATES:
-        fraction = float(fp[f_code])
-        first, count = int(index[slot, 0]), int(index[slot, 1])
-        if fraction <= 0 or count < 2:  # a single-component state is not split
-            continue
-        dist = getattr(params.remote, name).length
-        mix_mean = dist.mean
-        cum = table[first : first + count, K.COL_CUM_RESIDUAL_WEIGHT]
-        res_w = np.diff(np.concatenate(([0.0], cum)))
-        for i, comp in enumerate(dist.components):
-            q = tp * fraction * float(res_w[i])
-            # a Pareto component qualifies by its above-split part (a common Pareto has a rare tail)
-            rare_q = q * PARETO_TAIL_SHARE if comp.family == K.FAM_PARETO else q
-            if q <= 0 or m * rare_q > TAIL_HIT_MAX or comp.mean < TAIL_LENGTH_RATIO * mix_mean:
-                continue
-            found.append((rare_q, TailComponent(f"remote.{name}.length.components[{i}]", slot, first + i, q)))
-    found.sort(key=lambda x: -x[0])
-    parts: list[TailComponent] = []
-    for _, c in found[-MAX_TAIL_COMPONENTS:]:
-        comp = table[c.row]
-        if int(comp[K.COL_FAMILY]) != K.FAM_PARETO:
-            parts.append(c)
-            continue
-        scale, inv = float(comp[K.COL_A]), float(comp[K.COL_C])  # inv = 1/(α − 1)
-        alpha = 1.0 + 1.0 / inv
-        split = scale * (alpha * PARETO_TAIL_SHARE) ** -inv
-        above = (scale / split) ** (alpha - 1.0) / alpha  # = PARETO_TAIL_SHARE up to rounding
-        parts.append(TailComponent(c.name, c.slot, c.row, c.q * (1.0 - above), 1, split))
-        parts.append(TailComponent(c.name, c.slot, c.row, c.q * above, 2, split))
-    parts.sort(key=lambda c: -c.q)
-    return parts
-
-
 def plan_rare_events(params: Params, index: np.ndarray, table: np.ndarray, fp: np.ndarray) -> RarePlan:
     """The strata for ``params`` (crude when ``report.rare_events`` is off or nothing is rare)."""
     mode = params.report.rare_events
-    if mode == "off":
-        return crude_plan(mode, table.shape[0])
-    comps = tail_components(params, index, table, fp)
+    comps = tail_components(params)
     m = candidates_of(params)
     if not comps or m < 1:
         return crude_plan(mode, table.shape[0])
@@ -214,19 +127,20 @@ def plan_rare_events(params: Params, index: np.ndarray, table: np.ndarray, fp: n
         first_law[s] = (math.log1p(-pi), -math.expm1(m * math.log1p(-pi)))
     # P(s) = (1 − Q_{s+1})^m · (1 − (1 − π_s)^m), without cancellation
     probs = [none_above(1)] + [none_above(s + 1) * first_law[s, 1] for s in range(1, n_c + 1)]
-    tail_cat = np.array([[c.slot, c.row, c.part] for c in comps], dtype=np.int64)
+    rows = [int(index[_SLOT[c.state], 0]) + c.index for c in comps]
+    tail_cat = np.array([[_SLOT[c.state], row, c.part] for c, row in zip(comps, rows, strict=True)], dtype=np.int64)
     tail_split = np.array([c.split for c in comps])
     # Non-tail remote states of a target: irq_off, idle, vCPU (tail mass removed), else running.
     removed = {K.D_IRQ_OFF_LEN: 0.0, K.D_VCPU_LEN: 0.0}
     for c in comps:  # both parts of a split component remove it whole
-        removed[c.slot] += c.q / tp
+        removed[_SLOT[c.state]] += c.q / tp
     masses = [fp[K.F_IRQ] - removed[K.D_IRQ_OFF_LEN], fp[K.F_IDLE], fp[K.F_VCPU] - removed[K.D_VCPU_LEN]]
     masses = [max(float(x), 0.0) for x in masses]
     body = 1.0 - sum(c.q for c in comps) / tp
     state_cum = np.minimum(np.cumsum(masses) / body, 1.0)
     nontail_res = np.ones((table.shape[0], 1))
-    tail_rows = {c.row for c in comps}
-    for _, slot, _ in _STATES:
+    tail_rows = set(rows)
+    for slot in _SLOT.values():
         first, count = int(index[slot, 0]), int(index[slot, 1])
         cum = table[first : first + count, K.COL_CUM_RESIDUAL_WEIGHT]
         w = np.diff(np.concatenate(([0.0], cum)))
