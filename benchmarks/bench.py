@@ -272,6 +272,70 @@ def system_bench(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
+SEED_BOX = ROOT / "params" / "seed-16core.yaml"
+
+
+def _half(r: Any) -> float:
+    """Relative half-width of a row's interval (inf when open or the value is 0)."""
+    if not (np.isfinite(r.high) and np.isfinite(r.low)) or r.value <= 0:
+        return float("inf")
+    return (r.high - r.low) / 2 / r.value
+
+
+def _tail_precision(result: Any) -> dict[str, Any]:
+    """The issue-9 targets of one point: per-CPU p99 of the 30-s maximum (open intervals, worst
+    relative half-width) and the 1-10 / 10-50 ms counts (worst relative half-width where >= 1)."""
+    from mcsmp.metrics import compute_metrics
+
+    rows = [r for r in compute_metrics(result) if r.cpu != "all"]
+    p99 = [r for r in rows if r.metric == "window_max_ns" and r.statistic == "p99"]
+    out: dict[str, Any] = {"p99_rows": len(p99), "p99_open": sum(not np.isfinite(r.high) for r in p99),
+                           "p99_worst_half": max((_half(r) for r in p99), default=float("nan"))}  # fmt: skip
+    for label, key in (("count[1e+06,1e+07)", "count_1_10ms"), ("count[1e+07,5e+07)", "count_10_50ms")):
+        sel = [r for r in rows if r.metric == "exceed_count" and r.statistic == label and r.value >= 1]
+        out[key + "_rows"] = len(sel)
+        out[key + "_worst_half"] = max((_half(r) for r in sel), default=float("nan"))
+    return out
+
+
+def rare_events(quick: bool) -> dict[str, Any]:
+    """Crude and stratified sampling side by side (issue 9 targets), one run each."""
+    from mcsmp.metrics import compute_metrics
+    from mcsmp.metrics.precision import precision_summary
+
+    out: dict[str, Any] = {"study": [], "seed_box": {}}
+    n = 200_000 if quick else 1_000_000
+    for idx in (0, 6):
+        for mode in ("off", "auto"):
+            label, params = point(idx, [f"samples={n}", f"report.rare_events={mode}"])
+            t0 = time.perf_counter()
+            res = run_point(params)
+            wall = time.perf_counter() - t0
+            out["study"].append({"point": idx, "label": label, "mode": mode, "samples": n, "wall_s": wall,
+                                 **_tail_precision(res)})  # fmt: skip
+    seed_n = 2_000_000 if quick else 4_000_000
+    for mode in ("off", "auto"):
+        params = load_params_file(SEED_BOX, [f"samples={seed_n}", f"report.rare_events={mode}"])
+        t0 = time.perf_counter()
+        res = run_point(params)
+        rows = compute_metrics(res)
+        wall = time.perf_counter() - t0
+        before = [r for r in rows if r.metric == "window_max_ns" and r.statistic == "p99" and r.policy == params.policies[0]
+                  and r.cpu != "all"]  # fmt: skip
+        worst = max(before, key=lambda r: r.value)
+        prec = precision_summary(res)
+        vrf = [m["variance_reduction"] for m in prec["metrics"] if m["metric"] == "window_max_ns" and m["statistic"] == "p99"]
+        out["seed_box"][mode] = {"samples": seed_n, "wall_s": wall, "worst_cpu": worst.cpu, "worst_p99_ns": worst.value,
+                                 "low": worst.low, "high": worst.high, "half": _half(worst),
+                                 "vrf_p99_min": min((v for v in vrf if v is not None), default=None)}  # fmt: skip
+    return out
+
+
+def load_params_file(path: Path, sets: list[str]) -> Params:
+    pts = expand(load_raw(path), sets)
+    return pts[0].params
+
+
 def fmt_rate(x: float) -> str:
     return f"{x / 1e6:7.1f} M"
 
@@ -356,7 +420,24 @@ def main(argv: list[str] | None = None) -> int:
     for r in scal:
         print(f"{r['cpus']:6d} {r['ns_per_target']:10.1f} {r['floor_ns_per_target']:8.1f} {r['ratio_to_floor']:6.2f}x {r['ns_per_fanout'] / 1e3:11.2f}")
 
-    # 3. placements on common random numbers: the paired difference against independent runs
+    # 3. rare events: crude and stratified sampling side by side (issue 9)
+    rare = rare_events(quick)
+    report["rare_events"] = rare
+    print("\nRare events, crude (report.rare_events=off) vs stratified (auto), params/16core.yaml, wall time of run_point:")
+    print(f"{'point':>5s} {'mode':>5s} {'fan-outs':>10s} {'wall s':>7s} {'p99 open':>9s} {'p99 worst':>10s} "
+          f"{'1-10ms worst':>13s} {'10-50ms worst':>14s}   (95% half-widths relative to the value, over CPUs x policies)")  # fmt: skip
+    for r in rare["study"]:
+        print(f"{r['point']:5d} {r['mode']:>5s} {r['samples']:10,d} {r['wall_s']:7.1f} {r['p99_open']:4d}/{r['p99_rows']:<4d} "
+              f"{r['p99_worst_half'] * 100:9.1f}% {r['count_1_10ms_worst_half'] * 100:12.1f}% {r['count_10_50ms_worst_half'] * 100:13.1f}%")  # fmt: skip
+    print("params/seed-16core.yaml, worst-CPU p99 of the 30-s maximum before the series (95% interval), one run:")
+    for mode, r in rare["seed_box"].items():
+        vrf = f"{r['vrf_p99_min']:.3g}" if r["vrf_p99_min"] is not None else "-"
+        print(f"  {mode:>4s}: {r['samples']:,} fan-outs in {r['wall_s']:.1f} s: CPU {r['worst_cpu']} "
+              f"{r['worst_p99_ns'] / 1e6:.3f} ms [{r['low'] / 1e6:.3f}, {r['high'] / 1e6:.3f}] (±{r['half'] * 100:.1f}%); "
+              f"least variance-reduction factor of the per-CPU-group p99: {vrf}")  # fmt: skip
+
+
+    # 4. placements on common random numbers: the paired difference against independent runs
     paired = placement_pairs(1_000_000)
     report["placement_pairs"] = paired
     print("\nPlacements on common random numbers (16core [6] at 128 CPUs, 1e6 fan-outs per placement): "
@@ -365,10 +446,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {r['placement']:>13s} {r['metric']:>12s}: {r['diff_ns']:+9.2f} ns  paired ±{r['paired_half_ns']:.3f} ns  "
               f"independent ±{r['independent_half_ns']:.1f} ns  ({r['independent_half_ns'] / r['paired_half_ns']:.0f}x narrower)")
 
-    # 4. the whole-machine simulation (mcsmp system): events/s, against CPUs and load
+    # 5. the whole-machine simulation (mcsmp system): events/s, against CPUs and load
     report["system"] = system_bench(quick)
 
-    # 5. memory and start-up, in child processes
+    # 6. memory and start-up, in child processes
     if not args.no_children:
         print("\nPeak resident memory of a child process running one point (VmHWM):")
         mem = []

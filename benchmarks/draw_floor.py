@@ -225,7 +225,7 @@ def _kernel_chunk(model: CompiledModel, n: int, state: np.ndarray, tail: np.ndar
     run_chunk(
         n, model.ip, _fp(model, scale), model.index, model.table, model.rate_cum, model.rate_hz,
         model.group_of, model.policies, tail, model.layout.edges, state, counts,
-        np.zeros(model.n_hists), samples, np.zeros((0, K.N_TRACE_COLS)),
+        np.zeros(model.n_hists), samples, np.zeros((0, K.N_TRACE_COLS)), model.rare.kernel_arrays(n),
     )  # fmt: skip
 
 
@@ -282,7 +282,7 @@ def _targets_per_chunk(params: Params, model: CompiledModel, n: int) -> int:
     run_chunk(
         n, model.ip, model.fp.copy(), model.index, model.table, model.rate_cum, model.rate_hz,
         model.group_of, model.policies, np.zeros(0), model.layout.edges, stream_states(params.seed, params.stream_key, 0),
-        counts, np.zeros(model.n_hists), samples, np.zeros((0, K.N_TRACE_COLS)),
+        counts, np.zeros(model.n_hists), samples, np.zeros((0, K.N_TRACE_COLS)), model.rare.kernel_arrays(n),
     )  # fmt: skip
     return int(counts[K.H_REMOTE_WAIT].sum())
 

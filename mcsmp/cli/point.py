@@ -80,6 +80,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import mcsmp
     from mcsmp.io.report import rows_to_json, text_report
+    from mcsmp.metrics.precision import precision_summary
     from mcsmp.sim import default_threads
 
     params = load_params(args)
@@ -94,6 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "samples": fanouts, "target_samples": targets, "threads": args.threads or default_threads(),
         "seconds": round(elapsed, 3), "fanouts_per_s": fanouts / elapsed, "target_samples_per_s": targets / elapsed,
         "resolved": params.resolved,
+        "rare_events": precision_summary(r.result),
     }  # fmt: skip
     if args.json:
         print(rows_to_json(r.rows, info))

@@ -521,6 +521,7 @@ def build_params(raw: RawParams) -> Params:
         exceed_bins_ns=b.number_list("report.exceed_bins_ns", increasing=True),
         precision_bits=b.integer("report.precision_bits", lo=1, hi=12),
         reference=_reference(b, machine, data),
+        rare_events=_rare_events(b),
     )
     if len(report.exceed_bins_ns) < 2:
         b.fail("report.exceed_bins_ns", "needs at least two edges (one bin)")
@@ -574,6 +575,13 @@ def _system(b: _Builder, machine: Machine) -> System:
         warmup_s=warmup,
         replications=b.integer("system.replications", lo=1, hi=MAX_REPLICATIONS),
     )
+
+
+def _rare_events(b: _Builder) -> str:
+    # YAML 1.1 reads a bare `off` as false, as for policy.reentry
+    if b.get("report.rare_events") is False:
+        return "off"
+    return b.choice("report.rare_events", ("auto", "off"))
 
 
 def _reentry(b: _Builder) -> str:

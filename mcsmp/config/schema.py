@@ -188,6 +188,7 @@ class Report:
     exceed_bins_ns: tuple[float, ...]
     precision_bits: int
     reference: Reference | None
+    rare_events: str = "auto"  # "auto": stratified sampling of the rare remote states; "off": crude
 
 
 @dataclass(frozen=True)
@@ -234,11 +235,19 @@ class Params:
     origin: Any = field(default=None, compare=False, repr=False)
 
     def model_dict(self) -> dict[str, Any]:
-        """The parameters that change what is sampled (not name, seed, samples, report, sweep). The
-        system section, which only ``mcsmp system`` reads, counts only where it differs from the
-        defaults: files that do not use it keep their point ids and streams."""
+        """The parameters that change what is sampled (not name, seed, samples, report, sweep).
+        The system section, which only ``mcsmp system`` reads, counts only where it differs from
+        the defaults: files that do not use it keep their point ids and streams. ``rare_events``
+        counts when the point is stratified (docs/model.md §5 "Rare events": it changes the draws,
+        so a stratified run and its crude twin are different points; a point with nothing to
+        stratify, or with ``report.rare_events: off``, keeps its crude identity)."""
+        from .rare import tail_components
+
         skip = {"name", "seed", "samples", "report", "sweep"} | ({"system"} if self.system_is_default else set())
-        return {k: v for k, v in self.resolved.items() if k not in skip}
+        out = {k: v for k, v in self.resolved.items() if k not in skip}
+        if tail_components(self):
+            out["rare_events"] = self.report.rare_events
+        return out
 
     @property
     def model_hash(self) -> str:

@@ -138,16 +138,21 @@ def pooled_result(params: Params, uniform: PointResult) -> PointResult:
     if uniform.model.n_groups != 1 or uniform.params.policies != params.policies:
         raise ValueError("pooled_result needs a one-group run with the same policies")
 
+    if uniform.model.rare != model.rare:  # the strata do not depend on the rates
+        raise ValueError("pooled_result needs a run with the same strata")
+
     def spread(src: np.ndarray) -> np.ndarray:
         out = np.zeros((model.n_hists,) + src.shape[1:], dtype=src.dtype)
-        out[: K.N_FIXED_HISTS] = src[: K.N_FIXED_HISTS]
-        for g, rate in enumerate(model.group_rates):
-            if rate <= 0:
-                continue
-            for i in range(n_pol):
-                dst_p, _ = policy_rows(g, i, n_pol)
-                src_p, _ = policy_rows(0, i, n_pol)
-                out[dst_p : dst_p + 2] = src[src_p : src_p + 2]
+        for st in range(model.rare.n_strata):  # each stratum's block of rows
+            dst0, src0 = st * model.n_rows, st * uniform.model.n_rows
+            out[dst0 : dst0 + K.N_FIXED_HISTS] = src[src0 : src0 + K.N_FIXED_HISTS]
+            for g, rate in enumerate(model.group_rates):
+                if rate <= 0:
+                    continue
+                for i in range(n_pol):
+                    dst_p, _ = policy_rows(g, i, n_pol)
+                    src_p, _ = policy_rows(0, i, n_pol)
+                    out[dst0 + dst_p : dst0 + dst_p + 2] = src[src0 + src_p : src0 + src_p + 2]
         return out
 
     sums = {c: spread(v[:, None])[:, 0] for c, v in uniform.chunk_sums.items()}

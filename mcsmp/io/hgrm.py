@@ -11,6 +11,11 @@ the value. Below ``2^p`` ns values are rounded down to whole nanoseconds; the un
 ``[0, 1)`` is recorded as 0 and the overflow bucket as 1e12 ns. The footer's mean and standard
 deviation are HdrHistogram's estimates from those recorded values, not our exact means (which
 are in ``summary.csv``).
+
+Stratified histograms (docs/model.md §5, "Rare events") have float effective counts; both formats
+get them in fixed point, ``rint(count · 2^k)`` (:meth:`~mcsmp.sim.histogram.Histogram.as_integer`:
+the smallest ``k`` that keeps every non-empty bucket ≥ 1), so percentiles are the combined
+distribution's and ``TotalCount`` is ``2^k`` times the samples (the ``.hlog`` comment gives ``k``).
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ def hdr_histogram(hist: Histogram) -> Any:
     """``hist`` as an ``hdrh`` HdrHistogram over 1 ns .. 1e12 ns (see the module docstring)."""
     from hdrh.histogram import HdrHistogram
 
+    hist, _ = hist.as_integer()
     hdr = HdrHistogram(1, int(RANGE_HIGH_NS), hdr_significant_figures(hist.layout.precision_bits))
     for i, value in zip(*recorded_values(hist), strict=True):
         if not hdr.record_value(int(value), int(hist.counts[i])):
@@ -123,6 +129,7 @@ def hgrm_bytes(hist: Histogram, ticks_per_half_distance: int = 5) -> bytes:
     with hdrh's bucket functions (cached): hdrh's pure-Python iterators walk every one of its
     counters and take ~0.1 s per file.
     """
+    hist, _ = hist.as_integer()
     digits = hdr_significant_figures(hist.layout.precision_bits)
     template = _hdr_template(digits)
     merged: dict[int, list[int]] = {}  # HdrHistogram index -> [count, highest, median]

@@ -34,8 +34,9 @@ def hist_path(outdir: str | Path, point_id: str) -> Path:
     return Path(outdir) / HIST_DIR / f"{point_id}.npz"
 
 
-def row_names(params: Params, n_groups: int) -> list[str]:
-    """A name for every histogram row (for readers of the ``.npz`` without mcsmp)."""
+def row_names(params: Params, n_groups: int, n_strata: int = 1) -> list[str]:
+    """A name for every histogram row (for readers of the ``.npz`` without mcsmp); with strata,
+    stratum 0's rows carry the plain names and stratum ``s``'s the prefix ``stratum<s>/``."""
     names = list(K.FIXED_HISTS)
     n_pol = len(params.policies)
     for g in range(n_groups):
@@ -43,7 +44,7 @@ def row_names(params: Params, n_groups: int) -> list[str]:
             p_row, h_row = policy_rows(g, i, n_pol)
             assert p_row == len(names) and h_row == p_row + 1
             names += [f"{metric}/{pol}/group{g}" for metric in K.POLICY_HISTS]
-    return names
+    return names + [f"stratum{s}/{name}" for s in range(1, n_strata) for name in names]
 
 
 def save_hist(path: str | Path, result: PointResult, base_dir: str | Path | None = None) -> None:
@@ -53,7 +54,8 @@ def save_hist(path: str | Path, result: PointResult, base_dir: str | Path | None
     per-chunk sums, added in chunk order for means), ``chunk_counts[chunk, row]`` (values recorded
     per chunk, for the batch-means interval of means) and ``chunk_fanouts``, ``wait_tail_mean``,
     ``edges`` (bucket edges in ns), ``row_names``, ``params_yaml`` (the resolved parameters, exact),
-    their ``params_hash`` and ``model_hash``, ``precision_bits``.
+    their ``params_hash`` and ``model_hash``, ``precision_bits``, ``stratum_probabilities`` (the
+    exact ``P(s)`` of each stratum's block of rows; ``[1.0]`` when crude).
     """
     params, model = result.params, result.model
     chunks = sorted(result.chunk_sums)
@@ -72,7 +74,8 @@ def save_hist(path: str | Path, result: PointResult, base_dir: str | Path | None
         "seconds": np.float64(result.seconds),
         "precision_bits": np.int64(model.layout.precision_bits),
         "edges": model.layout.edges,
-        "row_names": np.asarray(row_names(params, model.n_groups)),
+        "row_names": np.asarray(row_names(params, model.n_groups, model.rare.n_strata)),
+        "stratum_probabilities": np.asarray(model.rare.probs, dtype=np.float64),
         "params_yaml": np.str_(yaml.safe_dump(params.resolved, sort_keys=False, allow_unicode=True)),
         "params_hash": np.str_(params.params_hash),
         "model_hash": np.str_(params.model_hash),

@@ -12,8 +12,9 @@ import math
 
 import numpy as np
 
-from .._jit import kernel
+from .._jit import inline_kernel, kernel
 from .codes import (
+    COL_C,
     CALL_GENERIC,
     CALL_TLB,
     CALL_TLB_KERNEL,
@@ -112,8 +113,8 @@ from .codes import (
     TR_T,
 )
 from .histo import bucket
-from .rng import uniform
-from .sampling import fast_draw, fast_params, pick_row, sample, sample_residual
+from .rng import exponential, uniform
+from .sampling import fast_draw, fast_params, pick_row, sample, sample_residual, sample_residual_row
 
 __all__ = ["replay_policies", "run_chunk"]
 
@@ -191,6 +192,87 @@ def _policies(counts, sums, samples, it, ip, fp, policies, g, ctx, alloc_failed,
             samples[it, N_SAMPLE_COLS + n_pol + i] = hp
 
 
+# ---- stratified sampling of the rare remote states (docs/model.md §5, "Rare events") ----------
+# ``rare`` = (bounds, cat_cum, first_law, tail_cat, tail_split, state_cum, nontail_res), built by
+# mcsmp.sim.rare. Fan-outs bounds[s] .. bounds[s+1] − 1 of a chunk belong to stratum s; with one
+# stratum (bounds = [0, n]) the kernel runs its crude draws, unchanged. A candidate target falls in
+# category 0 (not a target), 1 (target in a non-tail remote state) or 1 + c (tail category c:
+# the residual of one mixture component, or of a Pareto component the part below or above a split
+# point: tail_cat[c − 1] = (slot, row, part), part 0 whole, 1 below, 2 above tail_split[c − 1]),
+# with cumulative per-candidate probabilities cat_cum.
+# Stratum s ≥ 1 holds the fan-outs with no candidate in a category above 1 + s and at least one in
+# 1 + s; stratum 0 those with none in any tail category.
+
+
+@kernel
+def _first_tail_index(st, m, first_law, rs):  # type: ignore[no-untyped-def]
+    """Index J of the first candidate in tail category ``st`` given at least one among ``m``:
+    truncated geometric, ``P(J = j) ∝ (1 − π)^j π`` for j < m, by inversion; −1 in stratum 0."""
+    if st == 0:
+        return -1, rs
+    u, rs = uniform(rs)
+    log_miss = first_law[st, 0]  # log(1 − π)
+    hit_any = first_law[st, 1]  # 1 − (1 − π)^m
+    j = m - 1
+    if log_miss < 0.0:
+        x = math.log1p(-u * hit_any) / log_miss
+        if x < m - 1:
+            j = int(x)
+    else:  # π = 0 cannot reach here (such strata are not built); guard anyway
+        j = 0
+    return j, rs
+
+
+@inline_kernel  # inlined: a call per candidate doubled the cost of a fan-out (measured)
+def _candidate_category(r, j_first, st, cat_cum, rs):  # type: ignore[no-untyped-def]
+    """Category of candidate ``r`` of a fan-out of stratum ``st`` whose first tail-``st`` candidate
+    is ``j_first``: before it, the law restricted to categories ≤ st; at it, 1 + st; after it
+    (and everywhere in stratum 0), the law restricted to categories ≤ 1 + st."""
+    if r == j_first:
+        return st + 1, rs
+    top = st if r < j_first else st + 1
+    u, rs = uniform(rs)
+    v = u * cat_cum[top]
+    cat = 0
+    while cat < top and cat_cum[cat] <= v:
+        cat += 1
+    return cat, rs
+
+
+@kernel
+def _tail_residual(table, row, part, split, rs):  # type: ignore[no-untyped-def]
+    """Residual of table row ``row`` (part 0), or conditioned below ``split`` (part 1, by rejection:
+    accepted with probability 1 − mcsmp.config.rare.PARETO_TAIL_SHARE), or above it (part 2, a Pareto row only:
+    past its scale a Pareto(s, α) residual has an exact Pareto(α − 1) tail, ``split · e^{E/(α−1)}``)."""
+    if part == 2:
+        e, rs = exponential(rs)
+        return split * math.exp(e * table[row, COL_C]), rs
+    x, rs = sample_residual_row(table, row, rs)
+    while part == 1 and x > split:
+        x, rs = sample_residual_row(table, row, rs)
+    return x, rs
+
+
+@kernel
+def _nontail_wait(u, index, table, slot, f_cum, nontail_res, rs):  # type: ignore[no-untyped-def]
+    """The remote wait of a non-tail target (category 1) whose state uniform ``u`` < ``f_cum[2]``
+    (not running): irq-off, idle or vCPU-preempted with the tail components removed (``f_cum``
+    cumulative over those states, ``nontail_res`` the residual weights of the kept rows)."""
+    if u < f_cum[0]:
+        dist = slot[D_IRQ_OFF_LEN]
+    elif u < f_cum[1]:
+        return sample(index, table, slot[D_IDLE_EXIT], rs)
+    elif u < f_cum[2]:
+        dist = slot[D_VCPU_LEN]
+    else:
+        return 0.0, rs
+    row = index[dist, 0]
+    if index[dist, 1] > 1:
+        u, rs = uniform(rs)
+        row = pick_row(nontail_res, row, index[dist, 1], 0, u)
+    return sample_residual_row(table, row, rs)
+
+
 @kernel
 def run_chunk(
     n_fanouts: int,
@@ -209,6 +291,7 @@ def run_chunk(
     sums: np.ndarray,
     samples: np.ndarray,
     trace: np.ndarray,
+    rare,  # type: ignore[no-untyped-def]
 ) -> None:
     """Simulate ``n_fanouts`` fan-outs, adding to ``counts``/``sums`` (and ``samples`` if sized).
 
@@ -226,6 +309,9 @@ def run_chunk(
     Speed (BENCHMARKS.md): random state and per-slot distribution parameters live in locals
     (registers), the distance class comes from per-CPU topology arrays (no divisions), and the
     arrival order of the request reads is a branch-free stable rank for small fan-outs.
+
+    ``rare`` is the stratification of the rare remote states (the block above :func:`run_chunk`):
+    stratum ``s``'s rows are ``s · n_rows`` onwards, ``n_rows = counts.shape[0] / strata``.
     """
     n = ip[I_CPUS]
     mm_cpus = ip[I_MM_CPUS]
@@ -305,12 +391,34 @@ def run_chunk(
     chosen = np.empty(max(n - 1, 1), dtype=np.int64)
     cluster_time = np.full(cluster_of[n - 1] + 1, -1.0)
     # the per-target rows: row views and running sums in registers (same additions, same order)
+    strata_bounds, cat_cum, first_law, tail_cat, tail_split, state_cum, nontail_res = rare
+    n_strata = strata_bounds.shape[0] - 1
+    stratified = n_strata > 1
+    n_rows = counts.shape[0] // n_strata
+    tcat = np.zeros(n, dtype=np.int64)  # category of each target (stratified only)
+    st = 0
+    next_bound = strata_bounds[1]
+    all_counts = counts
+    all_sums = sums
+    counts = all_counts[0:n_rows]
+    sums = all_sums[0:n_rows]
     wait_counts = counts[H_REMOTE_WAIT]
     info_counts = counts[H_INFO_COST]
     wait_sum = sums[H_REMOTE_WAIT]
     info_sum = sums[H_INFO_COST]
 
     for it in range(n_fanouts):
+        while stratified and it == next_bound:  # next stratum: its own rows
+            sums[H_REMOTE_WAIT] = wait_sum
+            sums[H_INFO_COST] = info_sum
+            st += 1
+            next_bound = strata_bounds[st + 1]
+            counts = all_counts[st * n_rows : (st + 1) * n_rows]
+            sums = all_sums[st * n_rows : (st + 1) * n_rows]
+            wait_counts = counts[H_REMOTE_WAIT]
+            info_counts = counts[H_INFO_COST]
+            wait_sum = sums[H_REMOTE_WAIT]
+            info_sum = sums[H_INFO_COST]
         # ---- 1. sender and targets ------------------------------------------------------------
         u, rs = uniform(rs)
         if uniform_rate:
@@ -347,6 +455,9 @@ def run_chunk(
         s_core = core_of[s]
         if broadcast:
             m = 0  # the hardware reaches every CPU: no mask, no csds
+        j_first = -1
+        if stratified:  # never with pv_drop or freed tables (mcsmp.config.rare): their draws are crude only
+            j_first, rs = _first_tail_index(st, m, first_law, rs)
         for r in range(m):
             if pv_drop > 0.0:  # kvm_flush_tlb_multi(): a preempted vCPU flushes at its next entry
                 u, rs = uniform(rs)
@@ -358,7 +469,12 @@ def run_chunk(
                 if not ok:
                     x, rs = sample(index, table, slot[D_COND], rs)
                 cond_cost += x
-            if skip_lazy:
+            if stratified:
+                cat, rs = _candidate_category(r, j_first, st, cat_cum, rs)
+                if cat == 0:
+                    continue
+                tcat[k] = cat
+            elif skip_lazy:
                 u, rs = uniform(rs)
                 if u >= target_prob:
                     if not freed:
@@ -473,16 +589,25 @@ def run_chunk(
                 if not ok:
                     x, rs = sample(index, table, slot[D_CROSS_SOCKET], rs)
                 a += x
-            u, rs = uniform(rs)
             wait = 0.0
-            if lazy_idle[j]:  # a lazy CPU is an idle one: it pays a C-state exit
-                wait, rs = sample(index, table, slot[D_IDLE_EXIT], rs)
-            elif u < f_irq:
-                wait, rs = sample_residual(index, table, slot[D_IRQ_OFF_LEN], rs)
-            elif u < f_idle:
-                wait, rs = sample(index, table, slot[D_IDLE_EXIT], rs)
-            elif u < f_vcpu:
-                wait, rs = sample_residual(index, table, slot[D_VCPU_LEN], rs)
+            if stratified:
+                cat = tcat[j]
+                if cat >= 2:
+                    wait, rs = _tail_residual(table, tail_cat[cat - 2, 1], tail_cat[cat - 2, 2], tail_split[cat - 2], rs)
+                else:
+                    u, rs = uniform(rs)
+                    if u < state_cum[2]:
+                        wait, rs = _nontail_wait(u, index, table, slot, state_cum, nontail_res, rs)
+            else:
+                u, rs = uniform(rs)
+                if lazy_idle[j]:  # a lazy CPU is an idle one: it pays a C-state exit
+                    wait, rs = sample(index, table, slot[D_IDLE_EXIT], rs)
+                elif u < f_irq:
+                    wait, rs = sample_residual(index, table, slot[D_IRQ_OFF_LEN], rs)
+                elif u < f_idle:
+                    wait, rs = sample(index, table, slot[D_IDLE_EXIT], rs)
+                elif u < f_vcpu:
+                    wait, rs = sample_residual(index, table, slot[D_VCPU_LEN], rs)
             x, rs, ok = fast_draw(ik, ia, ib, rs)
             if not ok:
                 x, rs = sample(index, table, slot[D_IRQ_ENTRY], rs)
@@ -610,6 +735,7 @@ def replay_policies(
     trace: np.ndarray,
     counts: np.ndarray,
     sums: np.ndarray,
+    strata_bounds: np.ndarray,
 ) -> None:
     """The second pass of a pilot chunk, from its first pass's ``trace``: the policy rows only.
 
@@ -617,20 +743,27 @@ def replay_policies(
     repeats its first pass except in the policy rows. This redoes exactly those rows, drawing the
     spins from ``aux_state`` (``uint64[4]``, the chunk's auxiliary stream) as :func:`run_chunk`
     does, in fan-out order, so counts and sums equal a full second :func:`run_chunk` bit for bit.
-    Rows below ``N_FIXED_HISTS`` are left alone (take them from the first pass).
+    Rows below ``N_FIXED_HISTS`` are left alone (take them from the first pass). Fan-outs
+    ``strata_bounds[s]`` .. ``strata_bounds[s+1] − 1`` go to stratum ``s``'s rows, as in :func:`run_chunk`.
     """
+    n_strata = strata_bounds.shape[0] - 1
+    n_rows = counts.shape[0] // n_strata
+    st = 0
     tail_rows = wait_tail_cum.reshape(-1, 1)
     reentry = ip[I_REENTRY] == 1 and wait_tail_cum.shape[0] > 0
     no_samples = np.zeros((0, 1))
     xs = (aux_state[0], aux_state[1], aux_state[2], aux_state[3])
     for it in range(n_fanouts):
+        while it == strata_bounds[st + 1]:
+            st += 1
         code = int(trace[it, TR_CODE])
         s = code >> 3
         spin = 0.0
         if reentry:
             spin, xs = _spin(xs, rate_hz[s] * fp[F_REENTRY_SCALE], tail_rows, edges)
+        lo = st * n_rows
         _policies(
-            counts, sums, no_samples, it, ip, fp, policies, group_of[s], (code >> 1) & 3,
+            counts[lo : lo + n_rows], sums[lo : lo + n_rows], no_samples, it, ip, fp, policies, group_of[s], (code >> 1) & 3,
             (code & 1) == 1, trace[it, TR_SL], trace[it, TR_T], spin,
         )  # fmt: skip
     aux_state[0], aux_state[1], aux_state[2], aux_state[3] = xs

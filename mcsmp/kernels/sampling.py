@@ -49,6 +49,7 @@ __all__ = [
     "pick_row",
     "sample",
     "sample_residual",
+    "sample_residual_row",
 ]
 
 # The table's family codes and columns (mcsmp.kernels.codes), under short local names.
@@ -125,6 +126,14 @@ def sample_residual(index: np.ndarray, table: np.ndarray, dist: int, s):  # type
     row = first
     if count > 1:
         row, s = _pick(table, first, count, _CUM_RES, s)
+    return sample_residual_row(table, row, s)
+
+
+@kernel
+def sample_residual_row(table: np.ndarray, row: int, s):  # type: ignore[no-untyped-def]
+    """One draw of the equilibrium residual of the single component in table row ``row``
+    (:func:`sample_residual` after its component pick; the stratified sampler of the rare remote
+    states, docs/model.md §5, calls it with a chosen component): ``(value, state)``."""
     fam = int(table[row, _FAMILY])
     a = table[row, _A]
     b = table[row, _B]

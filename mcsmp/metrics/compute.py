@@ -135,10 +135,11 @@ class _Sampled:
     def __post_init__(self) -> None:
         self.edges = self.hist.layout.edges
         self.cdf = self.hist.cdf_at_edges()
-        self.lo, self.hi = wilson_band(self.cdf, self.hist.n)
+        # Wilson (crude) or the stratified band (Histogram.cdf_band). Above the largest sample the
+        # lower CDF band stays at the bound for p̂ = 1 (the tail is unknown there, not absent):
+        # pointwise metrics get intervals open upwards.
+        self.lo, self.hi = self.hist.cdf_band()
         self.lo[0] = self.hi[0] = 0.0
-        # Above the largest sample the lower CDF band stays at the Wilson bound for p̂ = 1 (the
-        # tail is unknown there, not absent): pointwise metrics get intervals open upwards.
         self.top = int(np.max(np.nonzero(self.hist.counts)[0], initial=0)) + 1
 
     def survival(self, closed: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -169,6 +170,41 @@ class _Sampled:
         fe_hi = 1.0 - t_lo / max(t_hi[0], 1e-300)
         fe_lo = 1.0 - t_hi / max(t_lo[0], 1e-300)
         return fe, np.clip(fe_lo, 0.0, 1.0), np.clip(fe_hi, 0.0, 1.0)
+
+
+def _excess_var_of_mean(hist: Histogram, x: np.ndarray) -> np.ndarray:
+    """Variance of the (stratified) sample mean of ``(P − x)⁺``: ``Σ_s w_s² Var_s((P − x)⁺)/n_s``
+    (crude: ``Var((P − x)⁺)/n``)."""
+    if hist.strata is None:
+        return _excess_var(hist, x) / max(hist.n, 1)
+    return sum((w * w * _excess_var(h, x) / h.n for w, h in hist.parts()), np.zeros_like(x))
+
+
+def _bin_band(hist: Histogram, sampled: _Sampled, b0: float, b1: float) -> tuple[float, float, float]:
+    """``P(b0 ≤ P < b1)`` and its 95% interval: Wilson (crude); stratified, Wald on
+    ``Σ_s w_s p_s`` with ``Var = Σ_s w_s² p_s(1 − p_s)/n_s``, and a bin holding no sample at all is
+    bounded only by :meth:`Histogram.open_survival` (the tail is unknown there, not absent)."""
+    edges = hist.layout.edges
+    p_bin = _interp(edges, sampled.cdf, b1) - _interp(edges, sampled.cdf, b0)
+    if hist.strata is None:
+        lo_bin, hi_bin = wilson_band(np.array([p_bin]), max(hist.n, 1))
+        return p_bin, float(lo_bin[0]), float(hi_bin[0])
+    var = 0.0
+    for w, h in hist.parts():
+        f = h.cdf_at_edges()
+        p_s = _interp(edges, f, b1) - _interp(edges, f, b0)
+        var += w * w * p_s * (1.0 - p_s) / h.n
+    if p_bin <= 0.0:
+        return 0.0, 0.0, hist.open_survival()
+    half = Z95 * math.sqrt(var)
+    return p_bin, max(p_bin - half, 0.0), min(p_bin + half, 1.0)
+
+
+def _influence_se_strat(hist: Histogram, x: np.ndarray, w: np.ndarray) -> float:
+    """:func:`_influence_se` of a stratified histogram: ``√(Σ_s w_s² SE_s²)``."""
+    if hist.strata is None:
+        return _influence_se(hist, x, w)
+    return math.sqrt(sum(ws * ws * _influence_se(h, x, w) ** 2 for ws, h in hist.parts()))
 
 
 def _excess_var(hist: Histogram, x: np.ndarray) -> np.ndarray:
@@ -288,7 +324,7 @@ def compute_metrics(result: PointResult) -> list[MetricRow]:
             fe, _, _ = sp.residual()
             sh = _Sampled(hh) if hh.n else sp
             fh, _, _ = sh.residual()
-            wake_half = Z95 * rate / NS_PER_S * np.sqrt(_excess_var(hp, edges) / max(hp.n, 1))
+            wake_half = Z95 * rate / NS_PER_S * np.sqrt(_excess_var_of_mean(hp, edges))
             rdv_coef = np.zeros_like(edges)
             # CPUs of this call-rate group, split by their background rates (per-CPU background)
             subgroups: dict[tuple[float, ...], list[int]] = {}
@@ -311,16 +347,15 @@ def compute_metrics(result: PointResult) -> list[MetricRow]:
 
                 # exceed_count: expected sections per bin over the report duration
                 for j, (b0, b1) in enumerate(zip(bins[:-1], bins[1:], strict=True)):
-                    p_bin = _interp(edges, sp.cdf, b1) - _interp(edges, sp.cdf, b0)
-                    lo_bin, hi_bin = wilson_band(np.array([p_bin]), max(hp.n, 1))
+                    p_bins = _bin_band(sp.hist, sp, b0, b1)
                     bg_part = sum(r * bb[j] for r, bb in zip(bg_rates, bg_bin, strict=True))
                     label = f"count[{b0:.3g},{b1:.3g})"
-                    vals = [duration_s * (rate * p + bg_part) for p in (p_bin, float(lo_bin[0]), float(hi_bin[0]))]
+                    vals = [duration_s * (rate * p + bg_part) for p in p_bins]
                     for cpu in cpus:
                         rows.append(MetricRow("exceed_count", policy, cpu, label, vals[0], vals[1], vals[2], hp.n))
 
                 wake = _wakeup_curve(params, edges, rho, fe, bg_rho, bg_res, wake_half,
-                                     _influence_se(hp, edges, np.full_like(edges, rate / NS_PER_S)) if hp.n else 0.0)
+                                     _influence_se_strat(hp, edges, np.full_like(edges, rate / NS_PER_S)) if hp.n else 0.0)
                 first = _rows_from_curve("wakeup_ns", policy, cpus[0], wake, qs, hp.n)
                 for cpu in cpus:
                     rows += [dataclasses.replace(r, cpu=cpu) for r in first] if cpu != cpus[0] else first
@@ -342,8 +377,8 @@ def compute_metrics(result: PointResult) -> list[MetricRow]:
         var_log = np.zeros_like(edges)
         mean_var = 0.0
         for hh, lam, coef, _ in rdv_groups:
-            var_log += (lam * coef) ** 2 * _excess_var(hh, edges) / hh.n
-            mean_var += _influence_se(hh, edges, rdv_cdf * lam * coef) ** 2
+            var_log += (lam * coef) ** 2 * _excess_var_of_mean(hh, edges)
+            mean_var += _influence_se_strat(hh, edges, rdv_cdf * lam * coef) ** 2
         sd_log = Z95 * np.sqrt(var_log)
         rdv_lo = np.minimum(np.maximum.accumulate(np.exp(log_rdv - sd_log)), rdv_cdf)
         rdv_hi = np.maximum(np.maximum.accumulate(np.clip(np.exp(log_rdv + sd_log), 0.0, 1.0)), rdv_cdf)
@@ -428,7 +463,7 @@ def wakeup_cdf(result: PointResult, policy: str, group: int = 0) -> tuple[np.nda
         sp, rho = _Sampled(Histogram.empty(model.layout)), 0.0
     else:
         sp, rho = _Sampled(hp), rate * hp.mean / NS_PER_S
-    half = Z95 * rate / NS_PER_S * np.sqrt(_excess_var(hp, edges) / max(hp.n, 1))
+    half = Z95 * rate / NS_PER_S * np.sqrt(_excess_var_of_mean(hp, edges))
     wake = _wakeup_curve(params, edges, rho, sp.residual()[0], bg_rho, bg_res, half, 0.0)
     return wake.x, wake.cdf, wake.lo, wake.hi
 

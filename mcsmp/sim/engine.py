@@ -129,14 +129,30 @@ class PointResult:
     @property
     def target_samples(self) -> int:
         """Simulated targets (one ``remote_wait_ns`` value each)."""
-        return int(self.counts[K.H_REMOTE_WAIT].sum())
+        rows = self.model.n_rows
+        return int(sum(self.counts[s * rows + K.H_REMOTE_WAIT].sum() for s in range(self.model.rare.n_strata)))
 
     @property
     def complete(self) -> bool:
         return len(self.chunk_fanouts) == len(chunk_sizes(self.params.samples))
 
     def row_histogram(self, row: int) -> Histogram:
-        """The histogram of one row of the kernel's layout (:mod:`mcsmp.kernels.codes`)."""
+        """The histogram of one row of the kernel's layout (:mod:`mcsmp.kernels.codes`): with
+        strata, their combination (:meth:`Histogram.stratified`) with the exact stratum
+        probabilities; per-target rows (``remote_wait_ns``, ``info_cost_ns``) pool targets, so
+        stratum ``s`` weighs ``P(s) · n_s / f_s`` (``n_s`` values from ``f_s`` fan-outs)."""
+        plan = self.model.rare
+        if not plan.stratified:
+            return self._raw_histogram(row)
+        rows = self.model.n_rows
+        parts = [self._raw_histogram(s * rows + row) for s in range(plan.n_strata)]
+        weights = list(plan.probs)
+        if row in (K.H_REMOTE_WAIT, K.H_INFO_COST):
+            fanouts = [int(self.counts[s * rows + K.H_CALL].sum()) for s in range(plan.n_strata)]
+            weights = [p * h.n / f if f else 0.0 for p, h, f in zip(plan.probs, parts, fanouts, strict=True)]
+        return Histogram.stratified(self.layout, parts, weights)
+
+    def _raw_histogram(self, row: int) -> Histogram:
         total = 0.0
         for chunk in sorted(self.chunk_sums):  # chunk order: bit-identical however it was run
             total += float(self.chunk_sums[chunk][row])
@@ -279,7 +295,7 @@ def simulate_chunk(
     run_chunk(
         fanouts, model.ip, _fp(model, tail), model.index, model.table, model.rate_cum, model.rate_hz,
         model.group_of, model.policies, tail.cum, model.layout.edges, stream_states(params.seed, stream_key, chunk),
-        counts, sums, samples, tr,
+        counts, sums, samples, tr, model.rare.kernel_arrays(fanouts),
     )  # fmt: skip
     ns = counts.sum(axis=1) if before is None else counts.sum(axis=1) - before
     return ChunkOutput(
@@ -298,10 +314,12 @@ def replay_chunk(
     aux = stream_states(params.seed, stream_key, first.chunk)[AUX_STREAM].copy()
     replay_policies(
         first.trace.shape[0], model.ip, _fp(model, tail), model.group_of, model.rate_hz, model.policies,
-        tail.cum, model.layout.edges, aux, first.trace, counts, sums,
+        tail.cum, model.layout.edges, aux, first.trace, counts, sums, model.rare.bounds(first.fanouts),
     )  # fmt: skip
-    counts[: K.N_FIXED_HISTS] = first.counts[: K.N_FIXED_HISTS]
-    sums[: K.N_FIXED_HISTS] = first.sums[: K.N_FIXED_HISTS]
+    for s in range(model.rare.n_strata):
+        fixed = slice(s * model.n_rows, s * model.n_rows + K.N_FIXED_HISTS)
+        counts[fixed] = first.counts[fixed]
+        sums[fixed] = first.sums[fixed]
     return ChunkOutput(first.chunk, first.fanouts, sums, counts, ns=counts.sum(axis=1))
 
 
@@ -319,14 +337,14 @@ def warm_up(model: CompiledModel) -> None:
                 0, model.ip, model.fp.copy(), model.index, model.table, model.rate_cum, model.rate_hz,
                 model.group_of, model.policies, np.zeros(0), model.layout.edges,
                 np.zeros((3, 4), dtype=np.uint64), counts, np.zeros(model.n_hists), samples,
-                np.zeros((0, K.N_TRACE_COLS)),
+                np.zeros((0, K.N_TRACE_COLS)), model.rare.kernel_arrays(0),
             )  # fmt: skip
             _WARM.add("run_chunk")
         if "replay_policies" in need and "replay_policies" not in _WARM:
             replay_policies(
                 0, model.ip, model.fp.copy(), model.group_of, model.rate_hz, model.policies, np.zeros(0),
                 model.layout.edges, np.zeros(4, dtype=np.uint64), np.zeros((0, K.N_TRACE_COLS)),
-                counts, np.zeros(model.n_hists),
+                counts, np.zeros(model.n_hists), model.rare.bounds(0),
             )  # fmt: skip
             _WARM.add("replay_policies")
 

@@ -14,6 +14,7 @@ from ..config import Params
 from ..dists import Dist, encode
 from ..kernels import codes as K
 from .histogram import Layout
+from .rare import RarePlan, plan_rare_events
 
 __all__ = ["CompiledModel", "compile_model", "dist_slots", "hist_row", "hist_rows", "policy_rows", "uses_invlpgb"]
 
@@ -36,8 +37,10 @@ class CompiledModel:
     group_rates: tuple[float, ...]
     policies: np.ndarray
     layout: Layout
-    n_hists: int
+    n_hists: int  # rows of the counts: n_rows per stratum, strata one after another
     needs_reentry: bool  # the second pass (re-entry tail) can change some P
+    rare: RarePlan  # the strata of the rare remote states (one stratum: crude sampling)
+    n_rows: int  # histogram rows of one stratum (hist_rows)
 
     @property
     def n_groups(self) -> int:
@@ -169,6 +172,7 @@ def compile_model(params: Params) -> CompiledModel:
         fp[K.F_VCPU] = 0.0
 
     index, table = encode(dist_slots(params))
+    rare = plan_rare_events(params, index, table, fp)
 
     policies = np.array([_POLICY[p] for p in params.policies], dtype=np.int64)
     kernel_preemptible = params.kernel.preemption in ("full", "lazy", "rt")
@@ -185,5 +189,6 @@ def compile_model(params: Params) -> CompiledModel:
     return CompiledModel(
         ip=ip, fp=fp, index=index, table=table, rate_cum=rate_cum, rate_hz=rates,
         group_of=group_of, group_rates=tuple(group_rates), policies=policies, layout=layout,
-        n_hists=hist_rows(len(group_rates), len(params.policies)), needs_reentry=needs_reentry,
+        n_hists=rare.n_strata * hist_rows(len(group_rates), len(params.policies)), needs_reentry=needs_reentry,
+        rare=rare, n_rows=hist_rows(len(group_rates), len(params.policies)),
     )  # fmt: skip

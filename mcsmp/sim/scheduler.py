@@ -121,18 +121,24 @@ class Job:
 
 
 def _pilot_tail(job: Job, firsts: Iterable[ChunkOutput]) -> WaitTail:
-    """The second-pass table from the first passes of all the pilot chunks (own counts each)."""
-    counts = np.zeros(job.model.layout.n_buckets, dtype=np.int64)
-    sums: dict[int, float] = {}
+    """The second-pass table from the first passes of all the pilot chunks (own counts each);
+    with strata, their combination with the exact stratum probabilities."""
+    model = job.model
+    n_strata, rows = model.rare.n_strata, model.n_rows
+    counts = np.zeros((n_strata, model.layout.n_buckets), dtype=np.int64)
+    sums: dict[int, np.ndarray] = {}
     for out in firsts:
         assert out.counts is not None
-        counts += out.counts[K.H_WAIT_TAIL]
-        sums[out.chunk] = float(out.sums[K.H_WAIT_TAIL])
-    total = 0.0
+        for st in range(n_strata):
+            counts[st] += out.counts[st * rows + K.H_WAIT_TAIL]
+        sums[out.chunk] = np.array([float(out.sums[st * rows + K.H_WAIT_TAIL]) for st in range(n_strata)])
+    totals = np.zeros(n_strata)
     for chunk in sorted(sums):  # chunk order, as PointResult.row_histogram adds sums
-        total += sums[chunk]
+        totals += sums[chunk]
+    parts = [Histogram(model.layout, counts[st], float(totals[st])) for st in range(n_strata)]
+    tail = parts[0] if n_strata == 1 else Histogram.stratified(model.layout, parts, list(model.rare.probs))
     try:
-        return wait_tail_from(job.model, Histogram(job.model.layout, counts, total))
+        return wait_tail_from(job.model, tail)
     except OverloadError as exc:
         if job.label or job.key:
             raise OverloadError(f"sweep point {job.label or job.key}: {exc}") from None

@@ -26,6 +26,7 @@ from ..errors import UserError
 from ..io.atomic import FolderLock, check_output_dir, remove_stale_temporaries
 from ..io.histfile import HIST_DIR, hist_info, hist_path, load_hist, save_hist
 from ..io.meta import META_FILE, environment, histogram_settings, load_meta, meta_bytes, write_meta
+from ..metrics.precision import precision_summary
 from ..sim import (
     CHUNK_FANOUTS,
     PILOT_CHUNKS,
@@ -217,6 +218,7 @@ def _sweep_locked(
             info = hist_info(hist_path(outdir, pt.id))
             if info is not None and info.params_hash == entry["params_hash"] and info.chunks == frozenset(chunks):
                 resumed += 1
+                entry["rare_events"] = precision_summary(load_hist(hist_path(outdir, pt.id)))
                 continue
         jobs.append(Job(pt.id, pt.params, chunks, label=f"[{pt.index}] {pt.id} ({pt.label()})"))
 
@@ -237,8 +239,11 @@ def _sweep_locked(
     stats = {"points": 0, "fanouts": 0, "targets": 0}
     run: dict[str, Any] = {}
 
+    by_id = {e["id"]: e for e in entries}
+
     def on_done(job: Job, result: PointResult) -> None:
         save_hist(hist_path(outdir, job.key), result, base_dir)
+        by_id[job.key]["rare_events"] = precision_summary(result)  # strata, ESS, variance reduction
         stats["points"] += 1
         stats["fanouts"] += result.fanouts
         stats["targets"] += result.target_samples

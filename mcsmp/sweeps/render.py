@@ -185,7 +185,9 @@ def _write_point_hlog(outdir: Path, point_id: str, result: PointResult, wanted: 
             name = ".".join([metric] + ([pol] if pol else []) + ([f"group{g}"] if g is not None else []))
             out.append(folder / f"{name}.hlog")
             what = f"metric {metric}" + (f", policy {pol}" if pol else "") + f", CPUs {cpus}"
-            write_hlog(out[-1], hist, [f"mcsmp point {point_id}: {what}; {hist.n} samples in one interval",
-                                       "values in ns; Interval_Max in ms"], sync_dir=False)  # fmt: skip
+            notes = [f"mcsmp point {point_id}: {what}; {hist.n} samples in one interval", "values in ns; Interval_Max in ms"]
+            if hist.strata is not None:  # float effective counts, written in fixed point
+                notes.append(f"stratified (rare events): counts are effective counts x 2^{hist.as_integer()[1]}")
+            write_hlog(out[-1], hist, notes, sync_dir=False)
     fsync_dir(folder)
     return out
