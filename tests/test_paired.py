@@ -110,3 +110,20 @@ def test_paired_interval_coverage(make_params: Any) -> None:
     print(f"paired coverage over {REPS} replications: placement {hit_place / REPS:.3f}, policy {hit_policy / REPS:.3f}")
     for name, hits in (("placement", hit_place), ("policy", hit_policy)):
         assert abs(hits / REPS - 0.95) <= 3 * sd, (name, hits / REPS)
+
+
+def test_paired_difference_of_stratified_points() -> None:
+    """Stratified points (docs/model.md §5 "Rare events") pair stratum by stratum: the interval
+    comes from every stratum's chunks, and equals the crude formula's shape per stratum."""
+    from pathlib import Path
+
+    from mcsmp import load
+
+    path = Path(__file__).resolve().parents[1] / "params" / "16core.yaml"
+    runs = {pl: run_point(load(path, [f"samples={2 * CHUNK}", "policy.reentry=off", f"cache.placement={pl}"]))
+            for pl in ("percpu", "stack")}  # fmt: skip
+    assert runs["stack"].model.rare.stratified
+    a, b = runs["stack"].histogram("call_ns"), runs["percpu"].histogram("call_ns")
+    d = paired_mean_difference(a, b)
+    assert d.value == a.mean - b.mean and d.chunks == 2
+    assert d.low < d.value < d.high and d.high - d.value < 0.2 * d.independent_half_width
