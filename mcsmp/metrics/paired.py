@@ -33,7 +33,7 @@ class PairedDifference:
     value: float  # mean(a) − mean(b)
     low: float  # its 95% interval (conservative with fewer than two chunks)
     high: float
-    chunks: int  # chunks behind the interval
+    chunks: int  # common chunks behind the paired interval (0: the conservative one)
     independent_half_width: float  # what unpaired runs of the same sizes would give (both SEs)
 
 
