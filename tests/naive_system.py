@@ -154,11 +154,10 @@ class NaiveSystem:
     def call(self, cpu: Cpu) -> Any:
         p, rng, s = self.p, self.rng, cpu.id
         start = self.now
-        if self.closed:
-            others = [t for t in range(self.n) if t != s and t < self.threads]
+        after_sender = p.kernel.target_order == "after_sender"  # else for_each_cpu from CPU 0 (9.14)
+        others = [t for t in range(self.n) if t != s and (not self.closed or t < self.threads)]
+        if after_sender:
             others = sorted(others, key=lambda t: (t - s) % self.n)
-        else:
-            others = [(s + r) % self.n for r in range(1, self.n)]
         tlb = p.workload.call != "generic"
         targets = [t for t in others if p.workload.target_prob >= 1.0 or rng.random() < p.workload.target_prob]
         entry = _draw(p.costs.entry_ns, rng)
@@ -181,10 +180,14 @@ class NaiveSystem:
             self.queued += self.now >= self.warmup
             self.coalesced += bool(q) and self.now >= self.warmup
             q.append(c)
-        for t, needed in zip(targets, need, strict=True):
+        common = _draw(p.ipi.delivery_common_ns, rng) if targets else 0.0  # shared by the fan-out (9.28)
+        # native_send_call_func_ipi(): every other CPU needs the IPI -> one all-but-self write (9.27)
+        all_but_self = p.ipi.shorthand and self.n > 2 and sum(need) == self.n - 1
+        for i, (t, needed) in enumerate(zip(targets, need, strict=True)):
             if needed:
-                yield _draw(p.ipi.send_ns, rng)
-                d = _draw(p.ipi.delivery_ns, rng)
+                if not all_but_self or i == 0:
+                    yield _draw(p.ipi.send_ns, rng)
+                d = _draw(p.ipi.delivery_ns, rng) + common
                 if self.cls(s, t) == 3:
                     d += _draw(p.ipi.cross_socket_ns, rng)
                 self.csd[(s, t)].dep = self.now
@@ -198,6 +201,8 @@ class NaiveSystem:
                 local = _draw(p.tlb.full_flush_ns, rng)
             else:
                 local = req.pages * _draw(p.tlb.invlpg_ns, rng)
+            if tlb:
+                local += _draw(p.tlb.handler_fixed_ns, rng)
             if p.workload.call == "tlb_flush":
                 cpu.local_gen = self.mm_gen
         yield local
@@ -267,6 +272,7 @@ class NaiveSystem:
                 else:
                     work = _draw(p.tlb.full_flush_ns, rng)
                 cpu.local_gen = self.mm_gen
+            work += _draw(p.tlb.handler_fixed_ns, rng)  # flush_tlb_func's own part (9.29)
         end = self.now + work + read + info
         start_entry = self.now
 

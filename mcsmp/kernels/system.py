@@ -23,6 +23,11 @@ import numpy as np
 
 from .._jit import kernel
 from .codes import (
+    D_DELIVERY_COMMON,
+    D_HANDLER_FIXED,
+    I_APIC_PER_SOCKET,
+    I_ORDER_AFTER_SENDER,
+    I_SHORTHAND,
     CALL_GENERIC,
     CALL_TLB,
     CALL_TLB_KERNEL,
@@ -249,7 +254,10 @@ def run_system(
         socket_of[t] = t // ip[I_PER_SOCKET]
         llc_of[t] = t // ip[I_PER_LLC]
         core_of[t] = t // ip[I_SMT]
-        cluster_of[t] = t // ip[I_CLUSTER_SIZE]
+        # x2APIC cluster = APIC id >> 4, ids padded to a power of two per package (docs/model.md 9.15)
+        cluster_of[t] = (socket_of[t] * ip[I_APIC_PER_SOCKET] + t % ip[I_PER_SOCKET]) // ip[I_CLUSTER_SIZE]
+    after_sender = ip[I_ORDER_AFTER_SENDER] == 1  # else for_each_cpu's order, from CPU 0 (9.14)
+    shorthand = ip[I_SHORTHAND] == 1  # one all-but-self write for a full mask (9.27)
     cls_of = np.empty((n, n), dtype=np.int64)  # distance class of CPU b seen from CPU a
     for a in range(n):
         for b in range(n):
@@ -303,6 +311,7 @@ def run_system(
     t_lockwait = np.zeros(n_tasks, dtype=np.bool_)  # waiting to acquire (csd_lock) vs completion
     t_full = np.zeros(n_tasks, dtype=np.bool_)  # flush request: full flush
     t_pages = np.zeros(n_tasks)
+    t_common = np.zeros(n_tasks)  # the fan-out's shared delivery delay (9.28)
     t_gen = np.zeros(n_tasks, dtype=np.int64)
     t_two = np.zeros(n_tasks, dtype=np.bool_)  # stack request straddles two lines
     t_last_read = np.full(n_tasks, -math.inf)  # line serialisation of the request reads
@@ -543,6 +552,8 @@ def run_system(
                     else:
                         w, rs = sample(index, table, slot[D_INVLPG], rs)
                         work = t_pages[tk] * w
+                w, rs = sample(index, table, slot[D_HANDLER_FIXED], rs)  # flush_tlb_func's own part (9.29)
+                work += w
             else:
                 work, rs = sample(index, table, slot[D_FUNC], rs)
             if csd_sync[x]:  # unlock after the function
@@ -707,7 +718,7 @@ def run_system(
                         k = 1
                 elif workload == WL_CLOSED:  # the benchmark's threads share one mm
                     for r in range(1, n):
-                        t = (c + r) % n
+                        t = (c + r) % n if after_sender else (r - 1 if r - 1 < c else r)
                         if t >= threads:
                             continue
                         if fp[F_TARGET_PROB] < 1.0 and call != CALL_TLB_KERNEL:
@@ -744,7 +755,8 @@ def run_system(
                             u, rs = uniform(rs)
                             if u >= fp[F_TARGET_PROB]:
                                 continue
-                        t_tgt[tk, k] = (c + 1 + t_csd[tk, r]) % n
+                        o = t_csd[tk, r]
+                        t_tgt[tk, k] = (c + 1 + o) % n if after_sender else (o + 1 if o >= c else o)
                         k += 1
                 t_k[tk] = k
                 for j in range(k):
@@ -768,6 +780,8 @@ def run_system(
                 t_spin[tk] = 0.0
                 t_preemptible[tk] = False
                 t_j[tk] = 0
+                if k > 0:  # the delivery delay shared by this fan-out's targets (9.28)
+                    t_common[tk], rs = sample(index, table, slot[D_DELIVERY_COMMON], rs)
                 e, rs = sample(index, table, slot[D_ENTRY], rs)
                 if is_tlb and op == OP_MANY_SYNC:
                     pages, rs = sample(index, table, slot[D_PAGES], rs)
@@ -833,14 +847,25 @@ def run_system(
                 elif ph == PH_SEND:  # an ICR write completed: its targets' IPIs leave now
                     j = t_j[tk]
                     single = t_op[tk] == OP_SINGLE_SYNC or t_op[tk] == OP_SINGLE_ASYNC
+                    # native_send_call_func_ipi(): the IPI mask (CPUs whose queue was empty) plus
+                    # this CPU is every online CPU -> one all-but-self write (9.27)
+                    all_but_self = False
+                    if shorthand and not single and n > 2:
+                        needed = 0
+                        for i in range(j, t_k[tk]):
+                            needed += t_need[tk, i]
+                        all_but_self = j == 0 and needed == n - 1
                     cid = cluster_of[t_tgt[tk, j]]
                     for i in range(j, t_k[tk]):
                         if not t_need[tk, i]:
                             continue
-                        if i > j and (single or ip[I_CLUSTER_MODE] != 1 or cluster_of[t_tgt[tk, i]] != cid):
+                        if i > j and not all_but_self and (
+                            single or ip[I_CLUSTER_MODE] != 1 or cluster_of[t_tgt[tk, i]] != cid
+                        ):
                             continue
                         t = t_tgt[tk, i]
                         d, rs = sample(index, table, slot[D_DELIVERY], rs)
+                        d += t_common[tk]
                         if cls_of[c, t] == CLS_REMOTE:
                             xx, rs = sample(index, table, slot[D_CROSS_SOCKET], rs)
                             d += xx
@@ -925,6 +950,9 @@ def run_system(
                             else:
                                 w, rs = sample(index, table, slot[D_INVLPG], rs)
                                 local = t_pages[tk] * w
+                            if is_tlb:
+                                w, rs = sample(index, table, slot[D_HANDLER_FIXED], rs)
+                                local += w
                             if call == CALL_TLB:
                                 local_gen[c] = mm_gen
                         t_phase[tk] = PH_LOCAL

@@ -50,6 +50,16 @@ def compile_system(params: Params) -> SystemModel:
             "mcsmp system models remote irq-off sections only: set remote.idle.fraction and "
             "remote.vcpu_preempted.fraction to 0 (docs/system.md)"
         )
+    # the fan-out model's paths the system kernel does not follow (docs/system.md "Departures")
+    unsupported = [
+        ("ipi.pv_tlb_flush", params.ipi.pv_tlb_flush, "false"),
+        ("workload.freed_tables_prob", params.workload.freed_tables_prob > 0, "0"),
+        ("tlb.mechanism", params.tlb.mechanism != "ipi", "ipi"),
+        ("costs.cond_ns", params.costs.cond_ns.mean > 0, "0"),
+    ]
+    for key, used, plain in unsupported:
+        if used:
+            raise UserError(f"{key}: not modelled by mcsmp system (docs/system.md); set it to {plain}")
     other = [p for p in params.policies if p not in SYSTEM_POLICIES]
     if other:
         raise UserError(f"mcsmp system simulates the policies {', '.join(SYSTEM_POLICIES)}; leave out {', '.join(other)}")
