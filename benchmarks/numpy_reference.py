@@ -125,6 +125,16 @@ class ReferenceResult:
 
 def _check_scope(p: Params) -> None:
     w = p.workload
+    # the model before issue 10's kernel paths (docs/model.md 9.27-9.33): tests/naive.py covers those
+    if p.ipi.shorthand or p.kernel.target_order != "after_sender":
+        raise NotImplementedError("numpy_reference: per-target/cluster writes in the contract's order only "
+                                  "(set ipi.shorthand: false, kernel.target_order: after_sender)")
+    if (p.ipi.pv_tlb_flush or p.tlb.mechanism != "ipi" or w.freed_tables_prob > 0 or p.kernel.kernel_range_preemptible
+            or not (p.ipi.delivery_common_ns.is_const and p.ipi.delivery_common_ns.mean == 0)
+            or not (p.tlb.handler_fixed_ns.is_const and p.tlb.handler_fixed_ns.mean == 0)
+            or not (p.costs.cond_ns.is_const and p.costs.cond_ns.mean == 0)):
+        raise NotImplementedError("numpy_reference: issue 10's PV flush, INVLPGB, lazy-TLB, kernel-range and "
+                                  "shared-delivery / fixed-handler / cond-cost terms are not modelled here")
     if w.call != "tlb_flush_kernel" and (w.mm_cpus is not None or w.target_prob < 1.0):
         raise NotImplementedError("numpy_reference: every other CPU must be a target")
     kernel_preemptible = p.kernel.preemption in ("full", "lazy", "rt")

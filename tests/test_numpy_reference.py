@@ -90,9 +90,15 @@ CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
+# The NumPy reference (and the draw floor) implement the model before issue 10's kernel paths:
+# per-target or per-cluster ICR writes in the contract's order. tests/naive.py covers the rest.
+PRE_ISSUE_10 = {"ipi": {"shorthand": False}, "kernel": {"target_order": "after_sender"}}
+
+
 def _params(tmp_path: Path, name: str, data: dict[str, Any]) -> Params:
     path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({"name": name, "seed": 11, "samples": N, **data}, sort_keys=False))
+    merged = {**data, **{k: {**v, **data.get(k, {})} for k, v in PRE_ISSUE_10.items()}}
+    path.write_text(yaml.safe_dump({"name": name, "seed": 11, "samples": N, **merged}, sort_keys=False))
     return build_params(load_raw(path))
 
 
@@ -153,6 +159,10 @@ def test_reference_refuses_what_it_does_not_model(tmp_path: Path) -> None:
     params = _params(tmp_path, "subset", {"workload": {"mm_cpus": 3}})
     with pytest.raises(NotImplementedError):
         numpy_reference.simulate(params, 10)
+    path = tmp_path / "shorthand.yaml"  # the defaults' IPI shorthand (no PRE_ISSUE_10 pinning)
+    path.write_text("name: shorthand\npolicy: {reentry: 'off'}\n")
+    with pytest.raises(NotImplementedError, match="shorthand"):
+        numpy_reference.simulate(build_params(load_raw(path)), 10)
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
