@@ -26,6 +26,11 @@ PARAMS = {
     "machine": {"cpus": 6, "sockets": 1, "cpus_per_llc": 6, "smt": 1},
     "kernel": {"preemption": "full"},
     "workload": {"caller": {"preemptible": 0.5, "spinlock": 0.0, "preempt_disabled": 0.5}},
+    # a rare long irq-off component: the points are stratified (docs/model.md §5 "Rare events"),
+    # so resuming must reproduce the per-stratum rows bit for bit too
+    "remote": {"irq_off": {"fraction": 0.02, "length": {"dist": "mixture", "components": [
+        {"weight": 0.999999, "dist": "lognormal", "median": 2250, "sigma": 0.86},
+        {"weight": 1.0e-6, "dist": "const", "value": 1.0e7}]}}},
     "sweep": {"grid": {"cache.placement": ["percpu", "stack", "stack_aligned"], "ipi.send_ns": [100, 200, 300]}},
 }
 N_POINTS = 9
@@ -66,6 +71,13 @@ def _wait_for_first_point(proc: subprocess.Popen[bytes], out: Path, timeout: flo
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         assert time.monotonic() < deadline, "no point finished in time"
         time.sleep(0.005)
+
+
+def test_the_points_are_stratified(tmp_path: Path) -> None:
+    from mcsmp.api import load
+    from mcsmp.sim.model import compile_model
+
+    assert compile_model(load(_write(tmp_path))).rare.stratified
 
 
 @pytest.fixture(scope="module")
