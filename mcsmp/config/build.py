@@ -526,11 +526,13 @@ def build_params(raw: RawParams) -> Params:
     if len(report.exceed_bins_ns) < 2:
         b.fail("report.exceed_bins_ns", "needs at least two edges (one bin)")
     _check_sweep(b)
+    system = _system(b, machine)
+    if data.get("system") == defaults()["system"]:
+        del data["system"]  # unused: out of the resolved parameters, their hashes and point ids
     return Params(
         name=name, seed=seed, samples=samples, policies=policies, machine=machine, kernel=kernel,
         workload=workload, costs=costs, ipi=ipi, remote=remote, tlb=tlb, cache=cache, policy=policy,
-        background=tuple(backgrounds), report=report, resolved=data, system=_system(b, machine),
-        system_is_default=data.get("system") == defaults()["system"],
+        background=tuple(backgrounds), report=report, resolved=data, system=system,
     )  # fmt: skip
 
 

@@ -228,22 +228,21 @@ class Params:
     background: tuple[Background, ...]
     report: Report
     resolved: dict[str, Any] = field(compare=False, repr=False)  # merged plain data
-    system: System | None = None  # mcsmp system only
-    system_is_default: bool = field(default=True, compare=False, repr=False)  # the file sets no system key
+    system: System | None = None  # mcsmp system only; in `resolved` only when a key differs from the defaults
     # Where this point came from (a mcsmp.config.points.PointSource: the file and its --set
     # overrides), so that the public API can list and run a file's other sweep points.
     origin: Any = field(default=None, compare=False, repr=False)
 
     def model_dict(self) -> dict[str, Any]:
         """The parameters that change what is sampled (not name, seed, samples, report, sweep).
-        The system section, which only ``mcsmp system`` reads, counts only where it differs from
-        the defaults: files that do not use it keep their point ids and streams. ``rare_events``
+        The system section (read by ``mcsmp system`` only) is resolved only where it differs from
+        the defaults, so files that do not use it keep their point ids and streams. ``rare_events``
         counts when the point is stratified (docs/model.md §5 "Rare events": it changes the draws,
         so a stratified run and its crude twin are different points; a point with nothing to
         stratify, or with ``report.rare_events: off``, keeps its crude identity)."""
         from .rare import tail_components
 
-        skip = {"name", "seed", "samples", "report", "sweep"} | ({"system"} if self.system_is_default else set())
+        skip = {"name", "seed", "samples", "report", "sweep"}
         out = {k: v for k, v in self.resolved.items() if k not in skip}
         if tail_components(self):
             out["rare_events"] = self.report.rare_events

@@ -38,7 +38,7 @@ class SystemModel:
 
 def system_key(params: Params) -> int:
     """The stream key of a system point: the fan-out model's parameters plus the system section."""
-    return key_from_hash(sha256_json({"model": params.model_dict(), "system": params.resolved["system"]}))
+    return key_from_hash(sha256_json({"model": params.model_dict(), "system": params.resolved.get("system", "default")}))
 
 
 def compile_system(params: Params) -> SystemModel:
