@@ -308,27 +308,42 @@ def rare_events(quick: bool) -> dict[str, Any]:
     for idx in (0, 6):
         for mode in ("off", "auto"):
             label, params = point(idx, [f"samples={n}", f"report.rare_events={mode}"])
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             res = run_point(params)
-            wall = time.perf_counter() - t0
-            out["study"].append({"point": idx, "label": label, "mode": mode, "samples": n, "wall_s": wall,
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            out["study"].append({"point": idx, "label": label, "mode": mode, "samples": n, "wall_s": wall, "cpu_s": cpu,
                                  **_tail_precision(res)})  # fmt: skip
     seed_n = 2_000_000 if quick else 4_000_000
     for mode in ("off", "auto"):
         params = load_params_file(SEED_BOX, [f"samples={seed_n}", f"report.rare_events={mode}"])
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = run_point(params)
         rows = compute_metrics(res)
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         before = [r for r in rows if r.metric == "window_max_ns" and r.statistic == "p99" and r.policy == params.policies[0]
                   and r.cpu != "all"]  # fmt: skip
         worst = max(before, key=lambda r: r.value)
         prec = precision_summary(res)
         vrf = [m["variance_reduction"] for m in prec["metrics"] if m["metric"] == "window_max_ns" and m["statistic"] == "p99"]
-        out["seed_box"][mode] = {"samples": seed_n, "wall_s": wall, "worst_cpu": worst.cpu, "worst_p99_ns": worst.value,
+        out["seed_box"][mode] = {"samples": seed_n, "wall_s": wall, "cpu_s": cpu, "worst_cpu": worst.cpu, "worst_p99_ns": worst.value,
                                  "low": worst.low, "high": worst.high, "half": _half(worst),
                                  "vrf_p99_min": min((v for v in vrf if v is not None), default=None)}  # fmt: skip
     return out
+
+
+def print_rare(rare: dict[str, Any]) -> None:
+    print("\nRare events, crude (report.rare_events=off) vs stratified (auto), params/16core.yaml, one run_point each:")
+    print(f"{'point':>5s} {'mode':>5s} {'fan-outs':>10s} {'wall s':>7s} {'CPU s':>6s} {'p99 open':>9s} {'p99 worst':>10s} "
+          f"{'1-10ms worst':>13s} {'10-50ms worst':>14s}   (95% half-widths relative to the value, over CPUs x policies)")  # fmt: skip
+    for r in rare["study"]:
+        print(f"{r['point']:5d} {r['mode']:>5s} {r['samples']:10,d} {r['wall_s']:7.1f} {r['cpu_s']:6.1f} {r['p99_open']:4d}/{r['p99_rows']:<4d} "
+              f"{r['p99_worst_half'] * 100:9.1f}% {r['count_1_10ms_worst_half'] * 100:12.1f}% {r['count_10_50ms_worst_half'] * 100:13.1f}%")  # fmt: skip
+    print("params/seed-16core.yaml, worst-CPU p99 of the 30-s maximum before the series (95% interval), one run:")
+    for mode, r in rare["seed_box"].items():
+        vrf = f"{r['vrf_p99_min']:.3g}" if r["vrf_p99_min"] is not None else "-"
+        print(f"  {mode:>4s}: {r['samples']:,} fan-outs in {r['wall_s']:.1f} s ({r['cpu_s']:.1f} CPU s): CPU {r['worst_cpu']} "
+              f"{r['worst_p99_ns'] / 1e6:.3f} ms [{r['low'] / 1e6:.3f}, {r['high'] / 1e6:.3f}] (±{r['half'] * 100:.1f}%); "
+              f"least variance-reduction factor of the per-CPU-group p99: {vrf}")  # fmt: skip
 
 
 def load_params_file(path: Path, sets: list[str]) -> Params:
@@ -423,18 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     # 3. rare events: crude and stratified sampling side by side (issue 9)
     rare = rare_events(quick)
     report["rare_events"] = rare
-    print("\nRare events, crude (report.rare_events=off) vs stratified (auto), params/16core.yaml, wall time of run_point:")
-    print(f"{'point':>5s} {'mode':>5s} {'fan-outs':>10s} {'wall s':>7s} {'p99 open':>9s} {'p99 worst':>10s} "
-          f"{'1-10ms worst':>13s} {'10-50ms worst':>14s}   (95% half-widths relative to the value, over CPUs x policies)")  # fmt: skip
-    for r in rare["study"]:
-        print(f"{r['point']:5d} {r['mode']:>5s} {r['samples']:10,d} {r['wall_s']:7.1f} {r['p99_open']:4d}/{r['p99_rows']:<4d} "
-              f"{r['p99_worst_half'] * 100:9.1f}% {r['count_1_10ms_worst_half'] * 100:12.1f}% {r['count_10_50ms_worst_half'] * 100:13.1f}%")  # fmt: skip
-    print("params/seed-16core.yaml, worst-CPU p99 of the 30-s maximum before the series (95% interval), one run:")
-    for mode, r in rare["seed_box"].items():
-        vrf = f"{r['vrf_p99_min']:.3g}" if r["vrf_p99_min"] is not None else "-"
-        print(f"  {mode:>4s}: {r['samples']:,} fan-outs in {r['wall_s']:.1f} s: CPU {r['worst_cpu']} "
-              f"{r['worst_p99_ns'] / 1e6:.3f} ms [{r['low'] / 1e6:.3f}, {r['high'] / 1e6:.3f}] (±{r['half'] * 100:.1f}%); "
-              f"least variance-reduction factor of the per-CPU-group p99: {vrf}")  # fmt: skip
+    print_rare(rare)
 
 
     # 4. placements on common random numbers: the paired difference against independent runs
