@@ -14,7 +14,6 @@ import numpy as np
 
 from .._jit import inline_kernel, kernel
 from .codes import (
-    COL_C,
     CALL_GENERIC,
     CALL_TLB,
     CALL_TLB_KERNEL,
@@ -22,6 +21,7 @@ from .codes import (
     CLS_REMOTE,
     CLS_SMT,
     CLS_SOCKET,
+    COL_C,
     CTX_PREEMPT_DISABLED,
     CTX_PREEMPTIBLE,
     CTX_SPINLOCK,
@@ -65,7 +65,6 @@ from .codes import (
     H_INFO_COST,
     H_REMOTE_WAIT,
     H_WAIT_TAIL,
-    I_APIC_PER_SOCKET,
     I_BASE,
     I_BROADCAST,
     I_CALL,
@@ -80,8 +79,6 @@ from .codes import (
     I_MM_CPUS,
     I_ORDER_AFTER_SENDER,
     I_OVERFLOW,
-    I_PER_LLC,
-    I_PER_SOCKET,
     I_PLACEMENT,
     I_PREEMPTION,
     I_PV_TLB,
@@ -89,7 +86,6 @@ from .codes import (
     I_RUN_LOCAL,
     I_SHIFT,
     I_SHORTHAND,
-    I_SMT,
     I_UNIFORM_RATE,
     N_DISTS,
     N_FIXED_HISTS,
@@ -115,6 +111,7 @@ from .codes import (
 from .histo import bucket
 from .rng import exponential, uniform
 from .sampling import fast_draw, fast_params, pick_row, sample, sample_residual, sample_residual_row
+from .topology import topology
 
 __all__ = ["replay_policies", "run_chunk"]
 
@@ -367,16 +364,7 @@ def run_chunk(
 
     # Topology of each CPU, so a target's distance class (docs/model.md §1 step 2) is three compares:
     # other socket -> remote, else other LLC -> socket, else other core -> llc, else smt.
-    socket_of = np.empty(n, dtype=np.int64)
-    llc_of = np.empty(n, dtype=np.int64)
-    core_of = np.empty(n, dtype=np.int64)
-    cluster_of = np.empty(n, dtype=np.int64)
-    for t in range(n):
-        socket_of[t] = t // ip[I_PER_SOCKET]
-        llc_of[t] = t // ip[I_PER_LLC]
-        core_of[t] = t // ip[I_SMT]
-        # x2APIC cluster = APIC id >> 4; ids are padded to a power of two per package (9.15)
-        cluster_of[t] = (socket_of[t] * ip[I_APIC_PER_SOCKET] + t % ip[I_PER_SOCKET]) // cluster_size
+    socket_of, llc_of, core_of, cluster_of = topology(n, ip)
     lazy_idle = np.zeros(n, dtype=np.bool_)  # a lazy CPU reached because tables were freed (9.33)
     tcluster = np.empty(n, dtype=np.int64)  # x2APIC cluster of each target
     cls = np.empty(n, dtype=np.int64)

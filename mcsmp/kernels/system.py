@@ -23,11 +23,6 @@ import numpy as np
 
 from .._jit import kernel
 from .codes import (
-    D_DELIVERY_COMMON,
-    D_HANDLER_FIXED,
-    I_APIC_PER_SOCKET,
-    I_ORDER_AFTER_SENDER,
-    I_SHORTHAND,
     CALL_GENERIC,
     CALL_TLB,
     CALL_TLB_KERNEL,
@@ -40,9 +35,11 @@ from .codes import (
     CTX_SPINLOCK,
     D_CROSS_SOCKET,
     D_DELIVERY,
+    D_DELIVERY_COMMON,
     D_ENTRY,
     D_FULL_FLUSH,
     D_FUNC,
+    D_HANDLER_FIXED,
     D_INVLPG,
     D_IRQ_ENTRY,
     D_IRQ_OFF_LEN,
@@ -64,19 +61,17 @@ from .codes import (
     I_CALL,
     I_CEILING,
     I_CLUSTER_MODE,
-    I_CLUSTER_SIZE,
     I_CPUS,
     I_CSD_DEBUG,
     I_INFO_BYTES,
     I_MM_CPUS,
+    I_ORDER_AFTER_SENDER,
     I_OVERFLOW,
-    I_PER_LLC,
-    I_PER_SOCKET,
     I_PLACEMENT,
     I_PREEMPTION,
     I_RUN_LOCAL,
     I_SHIFT,
-    I_SMT,
+    I_SHORTHAND,
     LOCK_PLAIN,
     OP_MANY_ASYNC,
     OP_MANY_SYNC,
@@ -131,12 +126,12 @@ from .codes import (
     SS_START,
     SS_T,
     WL_CLOSED,
-    WL_OPEN,
     WL_SCF,
 )
 from .histo import bucket
 from .rng import exponential, uniform
 from .sampling import sample, sample_residual
+from .topology import topology
 
 __all__ = ["run_system"]
 
@@ -246,16 +241,7 @@ def run_system(
     rs = (state[0], state[1], state[2], state[3])
 
     # ---- topology -------------------------------------------------------------------------------
-    socket_of = np.empty(n, dtype=np.int64)
-    llc_of = np.empty(n, dtype=np.int64)
-    core_of = np.empty(n, dtype=np.int64)
-    cluster_of = np.empty(n, dtype=np.int64)
-    for t in range(n):
-        socket_of[t] = t // ip[I_PER_SOCKET]
-        llc_of[t] = t // ip[I_PER_LLC]
-        core_of[t] = t // ip[I_SMT]
-        # x2APIC cluster = APIC id >> 4, ids padded to a power of two per package (docs/model.md 9.15)
-        cluster_of[t] = (socket_of[t] * ip[I_APIC_PER_SOCKET] + t % ip[I_PER_SOCKET]) // ip[I_CLUSTER_SIZE]
+    socket_of, llc_of, core_of, cluster_of = topology(n, ip)
     after_sender = ip[I_ORDER_AFTER_SENDER] == 1  # else for_each_cpu's order, from CPU 0 (9.14)
     shorthand = ip[I_SHORTHAND] == 1  # one all-but-self write for a full mask (9.27)
     cls_of = np.empty((n, n), dtype=np.int64)  # distance class of CPU b seen from CPU a

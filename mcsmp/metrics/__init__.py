@@ -1,6 +1,14 @@
 """Metrics (docs/model.md §4): the registry of every reported metric and their computation."""
 
-from .compute import MetricRow, compute_metrics, diff_statistic, difference_rows, paired_histograms, wakeup_cdf, wilson_band
+from .compute import (
+    MetricRow,
+    compute_metrics,
+    diff_statistic,
+    difference_rows,
+    paired_histograms,
+    wakeup_cdf,
+    wilson_band,
+)
 from .paired import PairedDifference, paired_mean_difference
 from .registry import METRICS, Metric, quantile_label
 

@@ -24,7 +24,7 @@ from ..config import Params
 from ..dists import Dist
 from ..errors import OverloadError
 from ..sim.engine import PointResult
-from ..sim.histogram import Z95, Histogram
+from ..sim.histogram import Z95, Histogram, wilson_band
 from .paired import paired_mean_difference
 from .registry import METRICS, quantile_label
 
@@ -63,19 +63,6 @@ class MetricRow:
             return False
         q = float(self.statistic[1:]) / 100
         return math.ceil(self.n * q + Z95 * math.sqrt(self.n * q * (1 - q))) + 1 > self.n
-
-
-def wilson_band(p: np.ndarray, n: int, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
-    """Pointwise Wilson score interval for binomial proportions ``p`` from ``n`` trials."""
-    p = np.asarray(p, dtype=float)
-    if n <= 0:
-        return np.zeros_like(p), np.ones_like(p)
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    # The interval contains p exactly; rounding can put a bound 1 ulp on the wrong side of p
-    # (e.g. high = 1 − 2⁻⁵³ at p = 1), so clip each bound to the side of p it belongs to.
-    return np.clip(centre - half, 0.0, p), np.clip(centre + half, p, 1.0)
 
 
 @dataclass

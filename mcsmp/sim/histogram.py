@@ -34,7 +34,7 @@ from functools import cached_property
 import numpy as np
 from scipy import stats as sps
 
-__all__ = ["RANGE_HIGH_NS", "Z95", "Histogram", "Layout", "Quantile"]
+__all__ = ["RANGE_HIGH_NS", "Z95", "Histogram", "Layout", "Quantile", "wilson_band"]
 
 RANGE_HIGH_NS = 1e12
 Z95 = float(sps.norm.ppf(0.975))
@@ -139,7 +139,7 @@ class Histogram:
         lower end drops to ``1 −`` :meth:`open_survival`. Both non-decreasing, containing ``F``."""
         cdf = self.cdf_at_edges()
         if self.strata is None:
-            lo, hi = _wilson(cdf, self.n, z)
+            lo, hi = wilson_band(cdf, self.n, z)
         else:
             half = z * np.sqrt(self.cdf_var_at_edges())
             lo = np.clip(cdf - half, 0.0, 1.0)
@@ -260,21 +260,10 @@ class Histogram:
             se = math.sqrt(sum(w * w * e * e for w, (e, _) in parts))
             t = float(sps.t.ppf(0.5 + level / 2, min(d for _, (_, d) in parts)))
             return max(mean - t * se, 0.0), mean + t * se
-        se = math.nan
-        if self.batches is not None:
-            s, c = self.batches
-            used = c > 0
-            s, c = s[used], c[used].astype(float)
-            k = len(c)
-            if k >= 2:
-                resid = s - mean * c
-                se = math.sqrt(k / (k - 1) * float(np.sum(resid * resid))) / float(np.sum(c))
-                t = float(sps.t.ppf(0.5 + level / 2, k - 1))
+        se, dof = self._mean_se()
         if not math.isfinite(se):
-            if n < 2:
-                return 0.0, math.inf
-            se = self.std() / math.sqrt(n)
-            t = float(sps.t.ppf(0.5 + level / 2, n - 1))
+            return 0.0, math.inf
+        t = float(sps.t.ppf(0.5 + level / 2, dof))
         return max(mean - t * se, 0.0), mean + t * se
 
     def _value_at_rank(self, rank: float, cum: np.ndarray) -> float:
@@ -339,7 +328,7 @@ class Histogram:
         return cum / max(self.n, 1)
 
 
-def _wilson(p: np.ndarray, n: int, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
+def wilson_band(p: np.ndarray, n: int, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
     """Pointwise Wilson score interval for binomial proportions ``p`` from ``n`` trials."""
     p = np.asarray(p, dtype=float)
     if n <= 0:
