@@ -126,7 +126,6 @@ from .codes import (
     SS_START,
     SS_T,
     WL_CLOSED,
-    WL_OPEN,
     WL_SCF,
 )
 from .histo import bucket
