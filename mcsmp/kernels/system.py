@@ -162,6 +162,18 @@ def _push(ht, hk, ha, hb, hq, size, seq, t, kind, a, b):  # type: ignore[no-unty
 
 
 @kernel
+def _run_step(c, dt, now, in_irq, frozen, step_due, ver, ht, hk, ha, hb, hq, size, seq):  # type: ignore[no-untyped-def]
+    """Give CPU ``c``'s running task a step of ``dt`` ns: frozen while a handler runs, else a new
+    ``EV_STEP`` (a new version, so an older pending step is stale). Returns ``(size, seq)``."""
+    if in_irq[c]:
+        frozen[c] = dt
+        return size, seq
+    step_due[c] = now + dt
+    ver[c] += 1
+    return _push(ht, hk, ha, hb, hq, size, seq, step_due[c], EV_STEP, c, ver[c]), seq + 1
+
+
+@kernel
 def _pop(ht, hk, ha, hb, hq, size):  # type: ignore[no-untyped-def]
     """Remove the earliest event: ``(t, kind, a, b, new size)``."""
     t, kind, a, b = ht[0], hk[0], ha[0], hb[0]
@@ -614,13 +626,7 @@ def run_system(
                 continue
             dt = t_ready[tk]
             t_ready[tk] = -1.0
-            if in_irq[c]:
-                frozen[c] = dt
-            else:
-                step_due[c] = now + dt
-                ver[c] += 1
-                size = _push(ht, hk, ha, hb, hq, size, seq, step_due[c], EV_STEP, c, ver[c])
-                seq += 1
+            size, seq = _run_step(c, dt, now, in_irq, frozen, step_due, ver, ht, hk, ha, hb, hq, size, seq)
             continue
 
         # ---- task actions ---------------------------------------------------------------------------
@@ -836,11 +842,11 @@ def run_system(
                     # native_send_call_func_ipi(): the IPI mask (CPUs whose queue was empty) plus
                     # this CPU is every online CPU -> one all-but-self write (9.27)
                     all_but_self = False
-                    if shorthand and not single and n > 2:
+                    if shorthand and not single and n > 2 and j == 0:  # only a first write can be
                         needed = 0
-                        for i in range(j, t_k[tk]):
+                        for i in range(t_k[tk]):
                             needed += t_need[tk, i]
-                        all_but_self = j == 0 and needed == n - 1
+                        all_but_self = needed == n - 1
                     cid = cluster_of[t_tgt[tk, j]]
                     for i in range(j, t_k[tk]):
                         if not t_need[tk, i]:
@@ -988,13 +994,7 @@ def run_system(
                     continue
             if dt >= 0.0:  # run the step: on the CPU if tk holds it (frozen under a handler)
                 if cur[c] == tk:
-                    if in_irq[c]:
-                        frozen[c] = dt
-                    else:
-                        step_due[c] = now + dt
-                        ver[c] += 1
-                        size = _push(ht, hk, ha, hb, hq, size, seq, step_due[c], EV_STEP, c, ver[c])
-                        seq += 1
+                    size, seq = _run_step(c, dt, now, in_irq, frozen, step_due, ver, ht, hk, ha, hb, hq, size, seq)
                 else:
                     t_saved[tk] = dt
         if size >= cap - 4:
