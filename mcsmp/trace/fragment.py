@@ -42,8 +42,10 @@ __all__ = [
     "QUANTILE_LEVELS",
     "QUANTITIES",
     "Combined",
+    "DeliverySplit",
     "build_fragment",
     "combine",
+    "delivery_split",
     "quantile_table",
     "write_report",
 ]
@@ -326,21 +328,10 @@ def build_fragment(
         notes += tlb_notes
     else:
         notes.append("Handler time (entry->exit) becomes costs.func_ns, which only workload.call: generic uses.")
-    split = _delivery_split(delivery, c.fanout[sel])
-    if split is None:
-        notes += [
-            "Delivery: fewer than 20 fan-outs with two or more paired targets, so the part all targets",
-            "of a fan-out share cannot be measured: ipi.delivery_common_ns stays 0 (docs/model.md 9.28).",
-        ]
-    else:
-        common, per_target, n_multi = split
-        delivery = per_target
-        notes += [
-            f"Delivery split (docs/model.md 9.28) over {n_multi} fan-outs with two or more paired targets:",
-            "ipi.delivery_common_ns = each fan-out's fastest delivery minus the fastest of all fan-outs,",
-            "ipi.delivery_ns = each target's delivery minus its fan-out's common part (so every",
-            "fan-out's measured deliveries are reproduced exactly; single-target fan-outs are left out).",
-        ]
+    split = delivery_split(delivery, c.fanout[sel])
+    notes += _split_notes(split, c.fanout[sel])
+    if split is not None and split.var_common > 0:
+        delivery = split.per_target
     if window is not None:
         notes.append(f"window: calls queued {window[0]:g} s to {window[1]:g} s after each file's first event")
     machine, why = _machine(c)
@@ -365,7 +356,8 @@ def build_fragment(
         "  send_ns: 0",
         "  delivery_ns:",
         *_dist_yaml(quantile_table(delivery), "    "),
-        *(["  delivery_common_ns:", *_dist_yaml(quantile_table(split[0]), "    ")] if split is not None else []),
+        *(["  delivery_common_ns:", *_dist_yaml(quantile_table(split.common), "    ")]
+          if split is not None and split.var_common > 0 else []),
         "remote:",
         "  irq_off: {fraction: 0.0}",
         "  idle: {fraction: 0.0}",
@@ -373,25 +365,117 @@ def build_fragment(
     return "\n".join(text) + "\n", func
 
 
-def _delivery_split(delivery: np.ndarray, fanout: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
-    """(common per fan-out, per-target remainder, fan-outs used) from fan-outs of >= 2 targets.
+@dataclass(frozen=True)
+class DeliverySplit:
+    """Method-of-moments split of delivery into a per-fan-out common part and per-target jitter.
 
-    The common part of fan-out f is ``min_j D_fj − min_f min_j D_fj`` (so it is >= 0 and 0 for the
-    fastest fan-out); each target keeps ``D_fj − common_f``. None with fewer than ``_MIN_PAIRS``
-    such fan-outs.
+    Attributes
+    ----------
+    fanouts, pairs : int
+        Fan-outs with two or more paired targets, and their pairs (the only ones used).
+    var_common, var_target : float
+        Estimated variances (ns²) of the common part ``C`` and the per-target part ``X``;
+        ``var_common`` is clipped at 0 (``raw_var_common`` keeps the unclipped estimate).
+    raw_var_common : float
+    mean : float
+        Mean delivery of the pairs used (ns): ``E[C] + E[X]``.
+    common, per_target : ndarray
+        Samples for ``ipi.delivery_common_ns`` (one per fan-out) and ``ipi.delivery_ns`` (one per
+        pair) with those variances and means adding up to ``mean`` (see :func:`delivery_split`).
+    clipped : int
+        Per-target samples below 0 that were set to 0.
     """
-    ids, inverse, counts = np.unique(fanout, return_inverse=True, return_counts=True)
-    multi = counts[inverse] >= 2
-    n_multi = int(np.sum(counts >= 2))
-    if n_multi < _MIN_PAIRS:
+
+    fanouts: int
+    pairs: int
+    var_common: float
+    var_target: float
+    raw_var_common: float
+    mean: float
+    common: np.ndarray
+    per_target: np.ndarray
+    clipped: int
+
+
+def delivery_split(delivery: np.ndarray, fanout: np.ndarray, min_fanouts: int = _MIN_PAIRS) -> DeliverySplit | None:
+    """Split deliveries ``D_fj = C_f + X_fj`` by the within-fan-out covariance (docs/model.md 9.28).
+
+    One-way random-effects ANOVA (Henderson's method I): with ``k_f`` paired targets in fan-out
+    ``f``, ``N = Σ k_f`` and ``F`` fan-outs, ``MSW = Σ_f Σ_j (D_fj − D̄_f)² / (N − F)`` estimates
+    ``Var X``; ``MSB = Σ_f k_f (D̄_f − D̄)² / (F − 1)`` has expectation ``Var X + n0 Var C`` with
+    ``n0 = (N − Σ k_f² / N) / (F − 1)``, so ``Var C = (MSB − MSW) / n0``. That is the same moment as
+    the covariance of two targets of one fan-out: ``Cov(D_fj, D_fk) = Var C`` for ``j ≠ k``.
+
+    Assumes: the ``C_f`` are i.i.d. over fan-outs, the ``X_fj`` i.i.d. over targets and fan-outs
+    (one distribution whatever the target's position, class or fan-out size) and independent of
+    ``C``; the two add (as in the model, §1 step 7), so the moments are taken on the ns scale, not
+    on logs. Only variances are identified: the common part's location is a convention, 0 for
+    the fastest fan-out.
+
+    Samples: each fan-out's mean deviation shrunk to the common part's variance,
+    ``Ĉ_f = (D̄_f − D̄) · sqrt(Var C / (Var C + Var X / k_f))``, and each target's deviation from
+    its fan-out's mean, ``X̂_fj = (D_fj − D̄_f) · sqrt(k_f / (k_f − 1))``, which has variance
+    ``Var X``. The emitted common part is ``Ĉ_f − min Ĉ`` and the per-target part
+    ``X̂_fj + D̄ + min Ĉ`` (clipped at 0), so the means add up to ``D̄``. Their shapes are those
+    deviations' shapes (an approximation: a fan-out's mean deviation also holds the average of its
+    ``X``).
+
+    Returns None with fewer than ``min_fanouts`` fan-outs of two or more paired targets.
+    """
+    _, inverse, counts = np.unique(fanout, return_inverse=True, return_counts=True)
+    use = counts[inverse] >= 2
+    fanouts = int(np.sum(counts >= 2))
+    if fanouts < max(2, min_fanouts):
         return None
-    fastest = np.full(len(ids), np.inf)
-    np.minimum.at(fastest, inverse[multi], delivery[multi])
-    used = counts >= 2
-    common = fastest[used] - fastest[used].min()
-    common_of = np.zeros(len(ids))
-    common_of[used] = common
-    return common, delivery[multi] - common_of[inverse[multi]], n_multi
+    d = np.asarray(delivery, dtype=float)[use]
+    _, g, k = np.unique(inverse[use], return_inverse=True, return_counts=True)
+    n, f = len(d), len(k)
+    group_mean = np.bincount(g, weights=d) / k
+    mean = float(d.mean())
+    dev = d - group_mean[g]
+    msw = float(np.sum(dev**2) / (n - f))
+    msb = float(np.sum(k * (group_mean - mean) ** 2) / (f - 1))
+    n0 = (n - np.sum(k.astype(float) ** 2) / n) / (f - 1)
+    raw = (msb - msw) / n0
+    var_c = max(raw, 0.0)
+    shrink = np.sqrt(var_c / (var_c + msw / k)) if var_c > 0 else np.zeros(f)
+    c_hat = (group_mean - mean) * shrink
+    x_hat = dev * np.sqrt(k[g] / (k[g] - 1.0)) + mean + c_hat.min()
+    return DeliverySplit(
+        fanouts=f, pairs=n, var_common=var_c, var_target=msw, raw_var_common=float(raw), mean=mean,
+        common=c_hat - c_hat.min(), per_target=np.maximum(x_hat, 0.0), clipped=int(np.sum(x_hat < 0)),
+    )
+
+
+def _split_notes(split: DeliverySplit | None, fanout: np.ndarray) -> list[str]:
+    """Comment lines that say whether and how delivery was split (docs/model.md 9.28)."""
+    sizes = np.unique(fanout, return_counts=True)[1]
+    multi = int(np.sum(sizes >= 2))
+    if multi == 0:
+        return ["Delivery split (docs/model.md 9.28): not identifiable: one target per fan-out, so no",
+                "covariance between the targets of a fan-out can be measured; ipi.delivery_common_ns stays 0",
+                "(the default) and ipi.delivery_ns holds the whole delivery."]
+    if split is None:
+        return [f"Delivery split (docs/model.md 9.28): only {multi} fan-outs with two or more paired targets",
+                f"(at least {_MIN_PAIRS} needed): not estimated; ipi.delivery_common_ns stays 0."]
+    sd_c, sd_x = np.sqrt(split.var_common), np.sqrt(split.var_target)
+    lines = [
+        f"Delivery split (docs/model.md 9.28), method of moments over {split.fanouts} fan-outs with two or more",
+        f"paired targets ({split.pairs} pairs; {int(np.sum(sizes == 1))} single-target fan-outs not used):",
+        f"Var(common) = (MSB - MSW) / n0 = {split.raw_var_common:.4g} ns^2 (sd {sd_c:.1f} ns), "
+        f"Var(per target) = MSW = {split.var_target:.4g} ns^2 (sd {sd_x:.1f} ns),",
+        f"share of the delivery variance that the targets of a fan-out share: "
+        f"{split.var_common / (split.var_common + split.var_target):.3f}.",
+        "Assumes C_f i.i.d. over fan-outs, X_fj i.i.d. over targets (any position, class, fan-out size),",
+        "independent of C, and D = C + X (ns scale). Only variances are identified: the common part is 0",
+        "for the fastest fan-out; its samples are each fan-out's mean deviation shrunk to Var(common), the",
+        "per-target ones each target's deviation from its fan-out's mean, rescaled, plus the mean delivery.",
+    ]
+    if split.var_common == 0:
+        lines.append("No common part detected (estimate <= 0): ipi.delivery_common_ns stays 0, ipi.delivery_ns whole.")
+    if split.clipped:
+        lines.append(f"{split.clipped} per-target samples below 0 were set to 0.")
+    return lines
 
 
 def _tlb_keys(handler: np.ndarray, pages: np.ndarray, invlpg_ns: float | None) -> tuple[list[str], list[str]]:
