@@ -516,3 +516,14 @@ def test_delivery_split_says_when_it_cannot_be_identified(tmp_path: Path, real: 
     _fanout_trace(tmp_path / "few.trace", np.zeros(5), 5000 + rng.gamma(4.0, 250.0, (5, 3)))
     text, _ = build_fragment([parse_trace(tmp_path / "few.trace")], call="generic")
     assert "only 5 fan-outs with two or more paired targets" in text
+
+
+def test_ipi_spacing_is_reported_from_each_targets_previous_call(tmp_path: Path) -> None:
+    times = [1.0 + 0.0004 * i for i in range(30)] + [1.1, 1.1004]  # 400 us apart, then one 88 ms gap
+    r = parse_trace(_synthetic(tmp_path, [("flush_tlb_func", t) for t in times]))
+    from mcsmp.trace.fragment import combine
+
+    since = combine([r]).since_previous
+    assert np.isnan(since[0]) and np.allclose(since[1:30], 400e3, atol=1) and since[30] == pytest.approx(88.4e6, abs=1)
+    text, _ = build_fragment([r], call="generic")
+    assert "calls came 400.0 us apart (median" in text and "(n=30); after longer ones" in text
