@@ -20,6 +20,7 @@ captures").
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -38,9 +39,14 @@ TOLERANCE = 0.15  # issue 10's criterion
 
 
 def _captures(pages: int, data: Path = DATA, cond: str = "p", rounds: int = 6) -> list:
+    return list(_parsed(pages, data, cond, rounds))
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed(pages: int, data: Path, cond: str, rounds: int) -> tuple:
     files = sorted(data.glob(f"{cond}{pages}_r*.trace.gz"))
     assert len(files) == rounds
-    return [parse_trace(f) for f in files]
+    return tuple(parse_trace(f) for f in files)  # parsed once per session: nothing mutates them
 
 
 def _paced(pages: int, cond: str = "p") -> list:
