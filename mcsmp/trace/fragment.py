@@ -168,8 +168,9 @@ def _spacing_notes(delivery: np.ndarray, since: np.ndarray) -> list[str]:
         f"IPI spacing: a target's calls came {med / 1e3:.1f} us apart (median; p10-p90 "
         f"{np.quantile(gap, 0.1) / 1e3:.1f}-{np.quantile(gap, 0.9) / 1e3:.1f} us). Delivery p50/p99 after gaps",
         f"<= 2x median: {q(d[~long])} us (n={int((~long).sum())}); after longer ones: {q(d[long])} us "
-        f"(n={int(long.sum())}). On the 2-vCPU KVM guest the delivery tail grows with the spacing",
-        "(docs/traces.md, 'Delivery and IPI spacing'): the distribution holds for workloads that IPI a target about as often.",
+        f"(n={int(long.sum())}).",
+        "On the 2-vCPU KVM guest the delivery tail grows with the spacing (docs/traces.md, 'Delivery and",
+        "IPI spacing'): the distribution holds for workloads that IPI a target about as often.",
     ]
 
 
