@@ -499,6 +499,7 @@ def test_delivery_split_unbalanced_and_without_a_common_part(tmp_path: Path) -> 
     assert abs(split.raw_var_common - _pairwise_cov(deliveries)) <= se_c
     fastest = np.nanmin(deliveries, axis=1)
     assert np.var(fastest) > 4 * se_c  # what a min-based split calls the common part: outside the band
+    assert split.common.mean() + split.per_target.mean() == pytest.approx(np.nanmean(deliveries), rel=1e-9)
     text, _ = build_fragment([r], call="generic")
     if split.var_common == 0:
         assert "No common part detected" in text and "delivery_common_ns" not in yaml.safe_load(text)["ipi"]

@@ -450,10 +450,10 @@ def delivery_split(delivery: np.ndarray, fanout: np.ndarray, min_fanouts: int = 
     Samples: each fan-out's mean deviation shrunk to the common part's variance,
     ``Ĉ_f = (D̄_f − D̄) · sqrt(Var C / (Var C + Var X / k_f))``, and each target's deviation from
     its fan-out's mean, ``X̂_fj = (D_fj − D̄_f) · sqrt(k_f / (k_f − 1))``, which has variance
-    ``Var X``. The emitted common part is ``Ĉ_f − min Ĉ`` and the per-target part
-    ``X̂_fj + D̄ + min Ĉ`` (clipped at 0), so the means add up to ``D̄``. Their shapes are those
-    deviations' shapes (an approximation: a fan-out's mean deviation also holds the average of its
-    ``X``).
+    ``Var X``. The emitted common part is ``Ĉ_f − min Ĉ`` and the per-target part ``X̂_fj`` plus
+    ``D̄`` minus the common part's mean (clipped at 0), so the means add up to ``D̄`` exactly; the
+    variances hold in expectation. Their shapes are those deviations' shapes (an approximation: a
+    fan-out's mean deviation also holds the average of its ``X``).
 
     Returns None with fewer than ``min_fanouts`` fan-outs of two or more paired targets.
     """
@@ -475,10 +475,11 @@ def delivery_split(delivery: np.ndarray, fanout: np.ndarray, min_fanouts: int = 
     var_c = max(raw, 0.0)
     shrink = np.sqrt(var_c / (var_c + msw / k)) if var_c > 0 else np.zeros(f)
     c_hat = (group_mean - mean) * shrink
-    x_hat = dev * np.sqrt(k[g] / (k[g] - 1.0)) + mean + c_hat.min()
+    common = c_hat - c_hat.min()
+    x_hat = dev * np.sqrt(k[g] / (k[g] - 1.0)) + (mean - common.mean())  # the means add up to D̄
     return DeliverySplit(
         fanouts=f, pairs=n, var_common=var_c, var_target=msw, raw_var_common=float(raw), mean=mean,
-        common=c_hat - c_hat.min(), per_target=np.maximum(x_hat, 0.0), clipped=int(np.sum(x_hat < 0)),
+        common=common, per_target=np.maximum(x_hat, 0.0), clipped=int(np.sum(x_hat < 0)),
     )
 
 
