@@ -103,16 +103,22 @@ def _window(text: str) -> tuple[float, float]:
 
 
 def _record(args: argparse.Namespace) -> int:
+    from ..errors import UserError
     from ..trace.parse import parse_trace
     from ..trace.record import record
 
     result = record(args.output, args.command, args.duration, args.buffer_kb)
     rate = f" (TSC {result.tsc_hz / 1e6:.3f} MHz)" if result.tsc_hz else ""
-    t = parse_trace(result.path)
-    print(
-        f"wrote {result.path}: clock {result.clock}{rate}, {t.events} events, "
-        f"{sum(t.queued.values())} remote csd calls, {t.paired} paired"
-    )
+    try:
+        t = parse_trace(result.path)
+    except UserError as exc:  # saved, but nothing to summarise (e.g. no IPI in a short quiet run)
+        print(f"wrote {result.path}: clock {result.clock}{rate}")
+        print(f"mcsmp trace record: warning: {exc}", file=sys.stderr)
+    else:
+        print(
+            f"wrote {result.path}: clock {result.clock}{rate}, {t.events} events, "
+            f"{sum(t.queued.values())} remote csd calls, {t.paired} paired"
+        )
     if result.command_status not in (None, 0) and not result.interrupted:
         print(f"mcsmp trace record: command exited with status {result.command_status}", file=sys.stderr)
         return 1
