@@ -576,6 +576,7 @@ def _system(b: _Builder, machine: Machine) -> System:
         duration_s=duration,
         warmup_s=warmup,
         replications=b.integer("system.replications", lo=1, hi=MAX_REPLICATIONS),
+        hotplug_interval_s=b.number("system.hotplug_interval_s", hi=3600.0),
     )
 
 

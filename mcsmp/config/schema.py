@@ -206,6 +206,7 @@ class System:
     duration_s: float
     warmup_s: float
     replications: int
+    hotplug_interval_s: float = 0.0  # torture_onoff() period (0: no CPU hotplug)
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,8 @@ SI_WORKLOAD, SI_THREADS, SI_POLICY, SI_ASYNC_CSD, SI_CSD_LOCK = range(5)
 N_SI = 5
 SF_DURATION, SF_WARMUP, SF_LOCK_WINDOW, SF_IRQ_GAP_MEAN, SF_CONTEXT_SWITCH = range(5)
 SF_SCF_CUM = 5  # four cumulative weights of the scftorture operations (SCF_OPS order)
-N_SF = 9
+SF_HOTPLUG_INTERVAL = 9  # ns between torture_onoff() operations (0: no CPU hotplug)
+N_SF = 10
 SYSTEM_WORKLOADS = ("open", "closed", "scftorture")
 WL_OPEN, WL_CLOSED, WL_SCF = range(3)
 ASYNC_CSDS = ("source", "destination")  # async smp_call_function_single's csd: this CPU's or the target's
@@ -100,11 +101,14 @@ N_SYSTEM_HISTS = 7
 SYSTEM_COUNTERS = (
     "events", "calls", "second_calls", "csds_queued", "ipis_sent", "coalesced", "icr_writes", "handlers",
     "empty_handlers", "early_returns", "up_to_date", "full_flushes", "partial_flushes", "races", "spins",
-    "second_spins", "heap_overflow",
+    "second_spins", "heap_overflow", "cpus_offlined", "cpus_onlined", "offline_calls", "offline_cpu_ns",
 )  # fmt: skip
 (SC_EVENTS, SC_CALLS, SC_B_CALLS, SC_QUEUED, SC_IPIS, SC_COALESCED, SC_WRITES, SC_HANDLERS, SC_EMPTY_HANDLERS,
  SC_EARLY, SC_UPTODATE, SC_FULL, SC_PARTIAL, SC_RACES, SC_SPINS, SC_B_SPINS, SC_HEAP_OVERFLOW) = range(17)  # fmt: skip
-N_SYSTEM_COUNTERS = 17
+# CPU hotplug (system.hotplug_interval_s): offline/online transitions, calls that met an offline
+# target (-ENXIO or a skipped mask bit), and the integral of the number of offline CPUs over time
+SC_OFFLINED, SC_ONLINED, SC_OFFLINE_CALLS, SC_OFFLINE_NS = range(17, 21)
+N_SYSTEM_COUNTERS = 21
 # per-call sample columns (tests only): cpu, task slot (0 workload, 1 second task), start, T, P, S_L, spin, op
 SS_CPU, SS_SLOT, SS_START, SS_T, SS_P, SS_SL, SS_SPIN, SS_OP = range(8)
 N_SYSTEM_SAMPLE_COLS = 8
