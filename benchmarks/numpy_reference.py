@@ -135,6 +135,8 @@ def _check_scope(p: Params) -> None:
             or not (p.costs.cond_ns.is_const and p.costs.cond_ns.mean == 0)):
         raise NotImplementedError("numpy_reference: issue 10's PV flush, INVLPGB, lazy-TLB, kernel-range and "
                                   "shared-delivery / fixed-handler / cond-cost terms are not modelled here")
+    if p.machine.smt > 1 and p.machine.smt_numbering != "adjacent":
+        raise NotImplementedError("numpy_reference: adjacent SMT numbering only (set machine.smt_numbering: adjacent)")
     if w.call != "tlb_flush_kernel" and (w.mm_cpus is not None or w.target_prob < 1.0):
         raise NotImplementedError("numpy_reference: every other CPU must be a target")
     kernel_preemptible = p.kernel.preemption in ("full", "lazy", "rt")

@@ -108,6 +108,9 @@ class NaiveSystem:
     def cls(self, a: int, b: int) -> int:
         m = self.p.machine
         per_socket = m.cpus // m.sockets
+        if m.smt_numbering == "split":  # CPU t is thread t // cores of core t % cores
+            cores = m.cpus // m.smt
+            a, b = (a % cores) * m.smt + a // cores, (b % cores) * m.smt + b // cores
         if a // per_socket != b // per_socket:
             return 3
         if a // m.cpus_per_llc != b // m.cpus_per_llc:

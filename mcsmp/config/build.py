@@ -23,6 +23,7 @@ from .schema import (
     ASYNC_CSDS,
     CALLER_CONTEXTS,
     CSD_LOCKS,
+    SMT_NUMBERINGS,
     SYSTEM_WORKLOADS,
     System,
     CALLS,
@@ -385,6 +386,7 @@ def build_params(raw: RawParams) -> Params:
         sockets=sockets,
         cpus_per_llc=b.integer("machine.cpus_per_llc", lo=1),
         smt=b.integer("machine.smt", lo=1),
+        smt_numbering=b.choice("machine.smt_numbering", SMT_NUMBERINGS),
     )
     if machine.cpus % machine.sockets:
         b.fail("machine.sockets", f"{machine.cpus} CPUs do not split evenly into {machine.sockets} sockets")

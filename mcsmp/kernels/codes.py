@@ -18,7 +18,8 @@ I_SHORTHAND, I_ORDER_AFTER_SENDER, I_APIC_PER_SOCKET = range(19, 22)
 I_PV_TLB = 22  # issue 10: KVM PV TLB flush (docs/model.md 9.30)
 I_BROADCAST, I_INVLPGB_COUNT_MAX = range(23, 25)  # issue 10: AMD INVLPGB flushes (9.31)
 I_KRANGE_PREEMPTIBLE = 25  # issue 10: the follow-up that makes flush_tlb_kernel_range() preemptible (9.32)
-N_IP = 26
+I_SMT_SPLIT = 26  # machine.smt_numbering: split (sibling of CPU t is t + cores) vs adjacent
+N_IP = 27
 
 # ---- float parameters (fp[...]) --------------------------------------------------------------
 F_TARGET_PROB, F_IRQ, F_IDLE, F_VCPU, F_CALLER_PRE, F_CALLER_SPIN = range(6)
@@ -87,6 +88,7 @@ SF_SCF_CUM = 5  # four cumulative weights of the scftorture operations (SCF_OPS 
 SF_HOTPLUG_INTERVAL = 9  # ns between torture_onoff() operations (0: no CPU hotplug)
 N_SF = 10
 SYSTEM_WORKLOADS = ("open", "closed", "scftorture")
+SMT_NUMBERINGS = ("split", "adjacent")  # machine.smt_numbering (I_SMT_SPLIT)
 WL_OPEN, WL_CLOSED, WL_SCF = range(3)
 ASYNC_CSDS = ("source", "destination")  # async smp_call_function_single's csd: this CPU's or the target's
 CSD_SOURCE, CSD_DESTINATION = range(2)
