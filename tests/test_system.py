@@ -207,7 +207,7 @@ def test_bit_identical_for_any_thread_count() -> None:
 def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from mcsmp.cli import main
 
-    machine = Path(__file__).parent / "data" / "machines" / "haswell-4c.yaml"
+    machine = Path(__file__).parent.parent / "params" / "machines" / "haswell-4c.yaml"
     png = tmp_path / "curve.png"
     assert main(["system", "params/tlb-flush2.yaml", "--machine", str(machine), "--set", "system.threads=1,4",
                  "--set", "system.duration_s=0.001", "--set", "system.replications=2", "--threads", "1", "--plot", str(png)]) == 0  # fmt: skip
@@ -217,6 +217,11 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
                  "--set", "system.replications=2", "--threads", "1"]) == 0  # fmt: skip
     rows = json.loads(capsys.readouterr().out)["rows"]
     assert {r["policy"] for r in rows} == {"preempt_off", "preemptible_wait"}
+    # one thread flushes no other CPU: no call spins, so the spin's p99 is exactly 0 (no bucket artefact)
+    assert main(["system", "params/tlb-flush2.yaml", "--machine", str(machine), "--json", "--set", "system.duration_s=0.001",
+                 "--set", "system.threads=1", "--set", "system.replications=2", "--threads", "1"]) == 0  # fmt: skip
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert all(r["calls_with_spin"] == 0 and r["spin_ns_p99"] == [0.0, 0.0, 0.0] for r in rows), rows
     assert main(["system", "params/tlb-flush2.yaml", "--set", "system.workload=clozed"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "system.workload" in err and "closed" in err
