@@ -272,3 +272,26 @@ def test_hotplug_race_rate_follows_the_online_cpus() -> None:
     mu = m3 * rate**2 * w / (n_cpus - 1) ** 2 * exposure
     assert n > 50
     assert 2 * min(stats.poisson.cdf(n, mu), stats.poisson.sf(n - 1, mu)) > ALPHA, (n, mu)
+
+
+def test_stall_split_agrees_with_the_crude_mean() -> None:
+    """The re-entry spin split by a rare irq-off atom (mcsmp.system.stall: the mean without the atom
+    plus atoms/s × the extra spin one atom causes, from forced windows) against the crude mean spin
+    per second-task call of the same machine, where the atom (200 µs, 10⁻³ of the sections) is
+    common enough for the crude estimate: a two-sample z-test at ALPHA."""
+    from mcsmp.system.stall import stall_split
+
+    rates = "{repeat: [2000, 0, 0, 0]}"
+    sets = [f"workload.rate_hz={rates}", "policies=[preemptible_wait]", "machine.cpus=4", "machine.cpus_per_llc=4",
+            "workload.caller={preemptible: 1.0, spinlock: 0.0, preempt_disabled: 0.0}",
+            "system.second_task_hz={repeat: [20000, 0, 0, 0]}", "system.duration_s=4", "system.warmup_s=0.01",
+            "system.replications=4", "remote.irq_off={fraction: 0.02, length: {dist: mixture, components: ["
+            "{weight: 0.999, dist: lognormal, median: 2000, sigma: 0.3}, {weight: 0.001, dist: const, value: 200000}]}}"]  # fmt: skip
+    p = _load(*sets)
+    crude = simulate_system(p, threads=2).runs["preemptible_wait"].histogram("second_spin_ns")
+    lo, hi = crude.mean_interval()
+    split = stall_split(p, 200000.0, 300, 0.001, threads=2)
+    assert split.episodes_with_extra_spin > 15 and split.extra_spin_ns[1] > 0  # the atom matters here
+    se = np.hypot((hi - lo) / 2, (split.mean_ns[2] - split.mean_ns[1]) / 2) / stats.norm.ppf(0.975)
+    z = (split.mean_ns[0] - crude.mean) / se
+    assert abs(z) < stats.norm.ppf(1 - ALPHA / 2), (split, crude.mean, lo, hi)

@@ -82,11 +82,13 @@ N_TRACE_COLS = 3
 D_SYS_WORK = N_DISTS  # closed-loop local work between two flushes (system.work_ns), after the fan-out slots
 N_SYS_DISTS = N_DISTS + 1
 SI_WORKLOAD, SI_THREADS, SI_POLICY, SI_ASYNC_CSD, SI_CSD_LOCK = range(5)
-N_SI = 5
+SI_FORCE_CPU = 5  # mcsmp.system.stall: 1 + the CPU whose first irq-off section after SF_FORCE_AT is forced (0: none)
+N_SI = 6
 SF_DURATION, SF_WARMUP, SF_LOCK_WINDOW, SF_IRQ_GAP_MEAN, SF_CONTEXT_SWITCH = range(5)
 SF_SCF_CUM = 5  # four cumulative weights of the scftorture operations (SCF_OPS order)
 SF_HOTPLUG_INTERVAL = 9  # ns between torture_onoff() operations (0: no CPU hotplug)
-N_SF = 10
+SF_FORCE_AT, SF_FORCE_LEN = 10, 11  # mcsmp.system.stall: that section starts at or after this time and lasts this long
+N_SF = 12
 SYSTEM_WORKLOADS = ("open", "closed", "scftorture")
 SMT_NUMBERINGS = ("split", "adjacent")  # machine.smt_numbering (I_SMT_SPLIT)
 WL_OPEN, WL_CLOSED, WL_SCF = range(3)
@@ -97,9 +99,9 @@ LOCK_PLAIN, LOCK_CMPXCHG = range(2)
 SCF_OPS = ("single_sync", "single_async", "many_sync", "many_async")
 OP_SINGLE_SYNC, OP_SINGLE_ASYNC, OP_MANY_SYNC, OP_MANY_ASYNC = range(4)
 SYSTEM_HISTS = ("call_ns", "preempt_off_ns", "remote_wait_ns", "spin_ns", "wakeup_ns", "second_preempt_off_ns",
-                "queue_depth")  # fmt: skip
-SH_CALL, SH_PREEMPT, SH_REMOTE_WAIT, SH_SPIN, SH_WAKEUP, SH_B_PREEMPT, SH_QUEUE_DEPTH = range(7)
-N_SYSTEM_HISTS = 7
+                "queue_depth", "second_spin_ns")  # fmt: skip
+SH_CALL, SH_PREEMPT, SH_REMOTE_WAIT, SH_SPIN, SH_WAKEUP, SH_B_PREEMPT, SH_QUEUE_DEPTH, SH_B_SPIN = range(8)
+N_SYSTEM_HISTS = 8
 SYSTEM_COUNTERS = (
     "events", "calls", "second_calls", "csds_queued", "ipis_sent", "coalesced", "icr_writes", "handlers",
     "empty_handlers", "early_returns", "up_to_date", "full_flushes", "partial_flushes", "races", "spins",

@@ -105,12 +105,15 @@ from .codes import (
     SC_WRITES,
     SF_CONTEXT_SWITCH,
     SF_DURATION,
+    SF_FORCE_AT,
+    SF_FORCE_LEN,
     SF_HOTPLUG_INTERVAL,
     SF_IRQ_GAP_MEAN,
     SF_LOCK_WINDOW,
     SF_SCF_CUM,
     SF_WARMUP,
     SH_B_PREEMPT,
+    SH_B_SPIN,
     SH_CALL,
     SH_PREEMPT,
     SH_QUEUE_DEPTH,
@@ -119,6 +122,7 @@ from .codes import (
     SH_WAKEUP,
     SI_ASYNC_CSD,
     SI_CSD_LOCK,
+    SI_FORCE_CPU,
     SI_POLICY,
     SI_THREADS,
     SI_WORKLOAD,
@@ -349,6 +353,7 @@ def run_system(
     n_offline = 0
     offline_since = 0.0  # last change of n_offline (for the offline CPU-time integral)
     pend_off = -1  # CPU whose cpu_down() waits for stop_machine()
+    force_cpu = sip[SI_FORCE_CPU] - 1  # one forced irq-off section (mcsmp.system.stall), -1: none
     t_enxio = np.zeros(n_tasks, dtype=np.bool_)  # an async single call to an offline CPU: lock, unlock, -ENXIO
 
     # ---- heap ---------------------------------------------------------------------------------------
@@ -481,6 +486,9 @@ def run_system(
                     e, rs = exponential(rs)
                     sec_start[c] = sec_end[c] + gap_mean * e
                     x, rs = sample(index, table, slot[D_IRQ_OFF_LEN], rs)
+                    if c == force_cpu and sec_start[c] >= sfp[SF_FORCE_AT]:
+                        x = sfp[SF_FORCE_LEN]  # the draws stay as without it: only this length changes
+                        force_cpu = -1
                     sec_end[c] = sec_start[c] + x
                 start = sec_end[c] if sec_start[c] <= now else now
                 irq_waiting[c] = True
@@ -1081,6 +1089,7 @@ def run_system(
                         if second:
                             counters[SC_B_CALLS] += 1
                             _record(counts, sums, SH_B_PREEMPT, p_off, shift, base, overflow)
+                            _record(counts, sums, SH_B_SPIN, t_spin[tk], shift, base, overflow)
                             if t_spin[tk] > 0.0:
                                 counters[SC_B_SPINS] += 1
                         else:

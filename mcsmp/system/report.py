@@ -92,6 +92,7 @@ def policy_row(result: SystemResult, policy: str, label: dict[str, Any] | None =
         "spin_ns_p99": _q_zero_atom(run, "spin_ns", 0.99, spinless),
         "wakeup_ns_p99": _q(run, "wakeup_ns", 0.99),
         "second_preempt_off_ns_p99": _q(run, "second_preempt_off_ns", 0.99),
+        "second_spin_ns_mean": _mean(run, "second_spin_ns"),
         "queue_depth_mean": _mean(run, "queue_depth"),
         "calls": run.counter("calls"),
         "second_calls": run.counter("second_calls"),
@@ -144,7 +145,8 @@ def text_table(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> str:
         out.append(f"  csd_lock spin_ns mean / p99    {_ci(r['spin_ns_mean'])} / {_ci(r['spin_ns_p99'])}"
                    f"  (calls with a spin: {r['calls_with_spin']:,} of {r['calls']:,}; second task {r['second_calls_with_spin']:,} of {r['second_calls']:,})")  # fmt: skip
         if r["second_calls"]:
-            out.append(f"  second task wakeup_ns p99      {_ci(r['wakeup_ns_p99'])}; its preempt_off_ns p99 {_ci(r['second_preempt_off_ns_p99'])}")
+            out.append(f"  second task wakeup_ns p99      {_ci(r['wakeup_ns_p99'])}; its preempt_off_ns p99 {_ci(r['second_preempt_off_ns_p99'])}; "
+                       f"its csd_lock spin_ns mean {_ci(r['second_spin_ns_mean'])}")  # fmt: skip
         out.append(f"  IPIs sent {r['ipis_sent']:,}, csds queued {r['csds_queued']:,}, coalesced {r['coalesced']:,} "
                    f"({_fmt(100 * r['coalesced_fraction'])} %); queue depth per handler mean {_ci(r['queue_depth_mean'])}; "
                    f"flush_tlb_func early returns {r['early_returns']:,}, full flushes {r['full_flushes']:,}")  # fmt: skip
