@@ -135,8 +135,6 @@ def _check_scope(p: Params) -> None:
             or not (p.costs.cond_ns.is_const and p.costs.cond_ns.mean == 0)):
         raise NotImplementedError("numpy_reference: issue 10's PV flush, INVLPGB, lazy-TLB, kernel-range and "
                                   "shared-delivery / fixed-handler / cond-cost terms are not modelled here")
-    if p.machine.smt > 1 and p.machine.smt_numbering != "adjacent":
-        raise NotImplementedError("numpy_reference: adjacent SMT numbering only (set machine.smt_numbering: adjacent)")
     if w.call != "tlb_flush_kernel" and (w.mm_cpus is not None or w.target_prob < 1.0):
         raise NotImplementedError("numpy_reference: every other CPU must be a target")
     kernel_preemptible = p.kernel.preemption in ("full", "lazy", "rt")
@@ -164,10 +162,14 @@ def _block(p: Params, rng: np.random.Generator, b: int, res: ReferenceResult, ke
     s = np.searchsorted(cum, rng.random(b), side="right")
     t = (s[:, None] + 1 + np.arange(k)[None, :]) % n
     per_socket = n // m.sockets
+    cores = n // m.smt
+    split = m.smt > 1 and m.smt_numbering == "split"  # CPU t is thread t // cores of core t % cores (9.36)
+    a_s = (s % cores) * m.smt + s // cores if split else s  # places in core order
+    a_t = (t % cores) * m.smt + t // cores if split else t
     cls = np.where(
-        t // per_socket != (s // per_socket)[:, None], REMOTE,
-        np.where(t // m.cpus_per_llc != (s // m.cpus_per_llc)[:, None], SOCKET,
-                 np.where(t // m.smt != (s // m.smt)[:, None], LLC, SMT)),
+        a_t // per_socket != (a_s // per_socket)[:, None], REMOTE,
+        np.where(a_t // m.cpus_per_llc != (a_s // m.cpus_per_llc)[:, None], SOCKET,
+                 np.where(a_t // m.smt != (a_s // m.smt)[:, None], LLC, SMT)),
     )  # fmt: skip
     tr = transfer[cls]
 
@@ -180,7 +182,7 @@ def _block(p: Params, rng: np.random.Generator, b: int, res: ReferenceResult, ke
     queued = e + (draw(p.costs.queue_ns, rng, (b, k)) + tr).sum(axis=1)
     sends = draw(p.ipi.send_ns, rng, (b, k))
     if p.ipi.mode == "cluster":
-        cid = t // p.ipi.cluster_size
+        cid = a_t // p.ipi.cluster_size
         # one ICR write per cluster, at its first target in target order (the sender's own
         # cluster can come back at the end, after the wrap-around: it reuses the first write)
         first = np.ones((b, k), dtype=bool)
