@@ -162,10 +162,14 @@ def _block(p: Params, rng: np.random.Generator, b: int, res: ReferenceResult, ke
     s = np.searchsorted(cum, rng.random(b), side="right")
     t = (s[:, None] + 1 + np.arange(k)[None, :]) % n
     per_socket = n // m.sockets
+    cores = n // m.smt
+    split = m.smt > 1 and m.smt_numbering == "split"  # CPU t is thread t // cores of core t % cores (9.36)
+    a_s = (s % cores) * m.smt + s // cores if split else s  # places in core order
+    a_t = (t % cores) * m.smt + t // cores if split else t
     cls = np.where(
-        t // per_socket != (s // per_socket)[:, None], REMOTE,
-        np.where(t // m.cpus_per_llc != (s // m.cpus_per_llc)[:, None], SOCKET,
-                 np.where(t // m.smt != (s // m.smt)[:, None], LLC, SMT)),
+        a_t // per_socket != (a_s // per_socket)[:, None], REMOTE,
+        np.where(a_t // m.cpus_per_llc != (a_s // m.cpus_per_llc)[:, None], SOCKET,
+                 np.where(a_t // m.smt != (a_s // m.smt)[:, None], LLC, SMT)),
     )  # fmt: skip
     tr = transfer[cls]
 
@@ -178,7 +182,7 @@ def _block(p: Params, rng: np.random.Generator, b: int, res: ReferenceResult, ke
     queued = e + (draw(p.costs.queue_ns, rng, (b, k)) + tr).sum(axis=1)
     sends = draw(p.ipi.send_ns, rng, (b, k))
     if p.ipi.mode == "cluster":
-        cid = t // p.ipi.cluster_size
+        cid = a_t // p.ipi.cluster_size
         # one ICR write per cluster, at its first target in target order (the sender's own
         # cluster can come back at the end, after the wrap-around: it reuses the first write)
         first = np.ones((b, k), dtype=bool)

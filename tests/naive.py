@@ -279,6 +279,12 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
     apic_span = 1
     while apic_span < per_socket:
         apic_span *= 2
+    cores = ncpu // m.smt
+
+    def place(t: int) -> int:
+        """CPU t's index in core order: with split numbering CPU t is thread t // cores of core t % cores."""
+        return (t % cores) * m.smt + t // cores if m.smt_numbering == "split" else t
+
     irq_res = Sampler.residual_of(params.remote.irq_off.length, rng)
     idle_exit = Sampler.of(params.remote.idle.length, rng)
     vcpu_res = Sampler.residual_of(params.remote.vcpu_preempted.length, rng)
@@ -307,6 +313,7 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
     npol = len(params.policies)
 
     def distance(s: int, t: int) -> int:
+        s, t = place(s), place(t)
         if s // per_socket != t // per_socket:
             return REMOTE
         if s // m.cpus_per_llc != t // m.cpus_per_llc:
@@ -381,7 +388,7 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
         elif params.ipi.mode == "cluster":
             written: dict[int, float] = {}
             for t in targets:
-                apic_id = (t // per_socket) * apic_span + t % per_socket
+                apic_id = (place(t) // per_socket) * apic_span + place(t) % per_socket
                 cluster = apic_id // params.ipi.cluster_size
                 if cluster not in written:
                     now += send()

@@ -4,7 +4,9 @@ Restricted to what the comparison in tests/test_system.py exercises: one workloa
 (open loop or closed loop), synchronous ``smp_call_function_many`` calls (``tlb_flush`` with TLB
 generations, or ``generic``), physical-mode IPIs, the per-CPU request placement, remote irq-off
 sections as an alternating renewal process, coalescing in ``call_single_queue`` and handlers that
-drain the whole queue. No second task, no async calls, no cluster mode, no csd-lock debug.
+drain the whole queue, and CPU hotplug (a torture_onoff()-like toggle of a random CPU, offlining
+deferred to a moment when no CPU is inside a call, the dying CPU's queue flushed). No second task,
+no async calls, no cluster mode, no csd-lock debug.
 
 Structure on purpose unlike the compiled kernel: each CPU is an object, a call is a Python
 generator that yields the length of its next step (or a csd to wait for), and an interrupt
@@ -63,6 +65,8 @@ class Cpu:
     sec_start: float = math.inf
     sec_end: float = math.inf
     backlog: int = 0
+    online: bool = True
+    in_call: bool = False
 
 
 class NaiveSystem:
@@ -91,6 +95,11 @@ class NaiveSystem:
         f = params.remote.irq_off.fraction
         self.f = f
         self.gap = params.remote.irq_off.length.mean * (1 - f) / f if f > 0 else math.inf
+        self.hotplug_interval = sys_.hotplug_interval_s * 1e9
+        self.dying: Cpu | None = None
+        self.offline_ns = 0.0  # integral of the number of offline CPUs after the warm-up
+        self.offlined = 0
+        self.offline_since = 0.0
 
     # ---- helpers ---------------------------------------------------------------------------------
     def at(self, t: float, fn: Any) -> None:
@@ -99,6 +108,9 @@ class NaiveSystem:
     def cls(self, a: int, b: int) -> int:
         m = self.p.machine
         per_socket = m.cpus // m.sockets
+        if m.smt_numbering == "split":  # CPU t is thread t // cores of core t % cores
+            cores = m.cpus // m.smt
+            a, b = (a % cores) * m.smt + a // cores, (b % cores) * m.smt + b // cores
         if a // per_socket != b // per_socket:
             return 3
         if a // m.cpus_per_llc != b // m.cpus_per_llc:
@@ -154,8 +166,9 @@ class NaiveSystem:
     def call(self, cpu: Cpu) -> Any:
         p, rng, s = self.p, self.rng, cpu.id
         start = self.now
+        cpu.in_call = True
         after_sender = p.kernel.target_order == "after_sender"  # else for_each_cpu from CPU 0 (9.14)
-        others = [t for t in range(self.n) if t != s and (not self.closed or t < self.threads)]
+        others = [t for t in range(self.n) if t != s and (not self.closed or t < self.threads) and self.cpus[t].online]
         if after_sender:
             others = sorted(others, key=lambda t: (t - s) % self.n)
         tlb = p.workload.call != "generic"
@@ -182,7 +195,8 @@ class NaiveSystem:
             q.append(c)
         common = _draw(p.ipi.delivery_common_ns, rng) if targets else 0.0  # shared by the fan-out (9.28)
         # native_send_call_func_ipi(): every other CPU needs the IPI -> one all-but-self write (9.27)
-        all_but_self = p.ipi.shorthand and self.n > 2 and sum(need) == self.n - 1
+        n_online = sum(c.online for c in self.cpus)
+        all_but_self = p.ipi.shorthand and self.n > 2 and sum(need) == n_online - 1 and sum(need) > 1
         for i, (t, needed) in enumerate(zip(targets, need, strict=True)):
             if needed:
                 if not all_but_self or i == 0:
@@ -211,11 +225,14 @@ class NaiveSystem:
             if c.locked:
                 yield c
             yield self.xfer(s, t)
+        cpu.in_call = False
         if self.now >= self.warmup:  # recorded when it returns after the warm-up
             self.calls.append((s, start, self.now - start))
 
     # ---- the interrupt side -----------------------------------------------------------------------
     def ipi(self, cpu: Cpu) -> None:
+        if not cpu.online:
+            return
         if cpu.in_irq:
             cpu.pending = True
             return
@@ -291,11 +308,50 @@ class NaiveSystem:
     def arrival(self, cpu: Cpu) -> None:
         lam = self.p.workload.rate_hz[cpu.id]
         self.at(self.now + float(self.rng.exponential()) * 1e9 / lam, lambda: self.arrival(cpu))
+        if not cpu.online:
+            return
         if cpu.proc is None:
             cpu.proc = self.call(cpu)
             self.advance(cpu)
         else:
             cpu.backlog += 1
+
+    # ---- CPU hotplug ----------------------------------------------------------------------------------
+    def count_offline(self) -> None:
+        down = sum(not c.online for c in self.cpus)
+        self.offline_ns += down * max(0.0, self.now - max(self.offline_since, self.warmup))
+        self.offline_since = self.now
+
+    def hotplug(self) -> None:
+        cpu = self.cpus[int(self.rng.integers(self.n))]
+        if cpu.id == 0:  # not hotpluggable
+            self.at(self.now + self.hotplug_interval, self.hotplug)
+        elif cpu.online:
+            self.dying = cpu  # goes down once stop_machine() can run (try_offline)
+        else:
+            self.count_offline()
+            cpu.online = True
+            if self.closed and cpu.id < self.threads:
+                self.next_call(cpu)
+            self.at(self.now + self.hotplug_interval, self.hotplug)
+
+    def try_offline(self) -> None:
+        cpu = self.dying
+        assert cpu is not None
+        if cpu.in_call or cpu.in_irq or cpu.latched or cpu.pending or any(c.in_call for c in self.cpus):
+            return
+        self.dying = None
+        self.count_offline()
+        self.offlined += self.now >= self.warmup
+        cpu.online = False
+        if cpu.proc is not None:  # the benchmark thread in its user work: it stops
+            cpu.proc = None
+            cpu.step_at = -1.0
+            cpu.step_token += 1
+        if cpu.queue:  # flushed at dying
+            cpu.latched = True
+            self.at(self.now, lambda: self.handler(cpu))
+        self.at(self.now + self.hotplug_interval, self.hotplug)
 
     def run(self) -> NaiveSystem:
         for cpu in self.cpus:
@@ -311,10 +367,16 @@ class NaiveSystem:
             elif self.p.workload.rate_hz[cpu.id] > 0:
                 lam = self.p.workload.rate_hz[cpu.id]
                 self.at(float(self.rng.exponential()) * 1e9 / lam, lambda cpu=cpu: self.arrival(cpu))
+        if self.hotplug_interval > 0:
+            self.at(self.hotplug_interval, self.hotplug)
         while self.events:
             t, _, fn = heapq.heappop(self.events)
             if t > self.duration:
                 break
             self.now = t
             fn()
+            if self.dying is not None:
+                self.try_offline()
+        self.now = self.duration
+        self.count_offline()
         return self

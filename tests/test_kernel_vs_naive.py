@@ -95,10 +95,11 @@ SETS: dict[str, dict[str, Any]] = {
                 "vcpu_preempted": {"fraction": 0.02, "length": {"dist": "exponential", "mean": 50000}}},
         policy={"reentry": "off", "alloc_fail_prob": 0.1},
     ),  # fmt: skip
-    # generic calls (func_ns, no request), per-CPU rates (two idle CPUs), PREEMPT_LAZY, no local run
+    # generic calls (func_ns, no request), per-CPU rates (two idle CPUs), PREEMPT_LAZY, no local run,
+    # adjacent SMT numbering (the other SMT sets use the default split numbering)
     "generic8_rates_lazy": _base(
         policies=["preempt_off", "preemptible_wait", "cpus_read_lock"],
-        machine={"cpus": 8, "sockets": 2, "cpus_per_llc": 4, "smt": 2},
+        machine={"cpus": 8, "sockets": 2, "cpus_per_llc": 4, "smt": 2, "smt_numbering": "adjacent"},
         kernel={"preemption": "lazy"},
         workload={"call": "generic", "run_local": False, "target_prob": 0.5,
                   "rate_hz": [10, 0, 200, 50, 50, 0, 100, 1000],

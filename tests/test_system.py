@@ -207,7 +207,7 @@ def test_bit_identical_for_any_thread_count() -> None:
 def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from mcsmp.cli import main
 
-    machine = Path(__file__).parent / "data" / "machines" / "haswell-4c.yaml"
+    machine = Path(__file__).parent.parent / "params" / "machines" / "haswell-4c.yaml"
     png = tmp_path / "curve.png"
     assert main(["system", "params/tlb-flush2.yaml", "--machine", str(machine), "--set", "system.threads=1,4",
                  "--set", "system.duration_s=0.001", "--set", "system.replications=2", "--threads", "1", "--plot", str(png)]) == 0  # fmt: skip
@@ -217,7 +217,81 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
                  "--set", "system.replications=2", "--threads", "1"]) == 0  # fmt: skip
     rows = json.loads(capsys.readouterr().out)["rows"]
     assert {r["policy"] for r in rows} == {"preempt_off", "preemptible_wait"}
+    # one thread flushes no other CPU: no call spins, so the spin's p99 is exactly 0 (no bucket artefact)
+    assert main(["system", "params/tlb-flush2.yaml", "--machine", str(machine), "--json", "--set", "system.duration_s=0.001",
+                 "--set", "system.threads=1", "--set", "system.replications=2", "--threads", "1"]) == 0  # fmt: skip
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert all(r["calls_with_spin"] == 0 and r["spin_ns_p99"] == [0.0, 0.0, 0.0] for r in rows), rows
     assert main(["system", "params/tlb-flush2.yaml", "--set", "system.workload=clozed"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "system.workload" in err and "closed" in err
     assert main(["system", "params/tlb-flush2.yaml", "--set", "policies=[atomic_alloc]"]) == 2
+
+
+@pytest.mark.parametrize("workload", ["open", "closed"])
+def test_hotplug_naive_twin_agrees(workload: str) -> None:
+    """CPU hotplug (torture_onoff every 20 µs, so a 20 ms run has ~350 transitions): the compiled
+    kernel and the naive twin agree on T and on the offline CPU-time; the latter matches the
+    stationary law of the toggle walk (each of CPUs 1..n-1 offline with probability 1/2)."""
+    sets = ["policies=[preempt_off]", "machine.cpus=4", "machine.cpus_per_llc=2", f"system.workload={workload}",
+            "system.duration_s=0.02", "system.warmup_s=0.0005", "system.replications=1", "remote.irq_off.fraction=0.05",
+            "ipi.mode=physical", "tlb.pages={dist: choice, values: [1, 64], weights: [0.7, 0.3]}",
+            "workload.rate_hz=150000", "system.hotplug_interval_s=0.00002"]  # fmt: skip
+    p = _load(*sets)
+    model = compile_system(p)
+    exposure = 0.0195e9
+    t_sys, t_naive, down_sys, down_naive = [], [], [], []
+    for r in range(3):
+        rep = run_replication(p, model, "preempt_off", r, keep=100000)
+        naive = NaiveSystem(p, 300 + r).run()
+        t_sys.append(rep.samples[::8, K.SS_T])
+        t_naive.append(np.array([c[2] for c in naive.calls])[::8])
+        assert rep.counters[K.SC_OFFLINED] > 200 and naive.offlined > 200
+        assert rep.counters[K.SC_OFFLINE_CALLS] > 1000  # fan-outs that skipped an offline CPU
+        down_sys.append(rep.counters[K.SC_OFFLINE_NS] / exposure)
+        down_naive.append(naive.offline_ns / exposure)
+    pv = [stats.ks_2samp(np.concatenate(t_sys), np.concatenate(t_naive)).pvalue,
+          stats.ttest_ind(down_sys, down_naive).pvalue,
+          stats.ttest_1samp(down_sys + down_naive, 1.5).pvalue]  # fmt: skip
+    assert min(pv) > ALPHA / len(pv), (pv, down_sys, down_naive)
+
+
+def test_hotplug_race_rate_follows_the_online_cpus() -> None:
+    """With hotplug, destination csd d races only while d and two senders are online: at low load
+    the rate is E[m (m − 1)(m − 2)] λ² w / (n − 1)² with m = 1 + Binomial(n − 1, 1/2) online CPUs
+    (targets stay uniform over all n − 1 others; a call to an offline CPU takes and drops the csd
+    at once), 57.75/336 of the rate without hotplug for n = 8. Exact Poisson test (the online
+    count's fluctuation adds a few % of variance over 4000 toggles)."""
+    n_cpus, w, rate = 8, 500e-9, 5000
+    n, exposure = _races("system.async_csd=destination", "system.csd_lock=plain", "system.scf_weights=[0,1,0,0]",
+                         f"system.lock_window_ns={w * 1e9}", f"workload.rate_hz={rate}", "system.duration_s=2.05",
+                         "system.warmup_s=0.05", "system.replications=4", "system.hotplug_interval_s=0.002")  # fmt: skip
+    b = stats.binom(n_cpus - 1, 0.5)
+    m3 = sum(b.pmf(k) * (k + 1) * k * (k - 1) for k in range(n_cpus))
+    assert abs(m3 - 57.75) < 1e-9
+    mu = m3 * rate**2 * w / (n_cpus - 1) ** 2 * exposure
+    assert n > 50
+    assert 2 * min(stats.poisson.cdf(n, mu), stats.poisson.sf(n - 1, mu)) > ALPHA, (n, mu)
+
+
+def test_stall_split_agrees_with_the_crude_mean() -> None:
+    """The re-entry spin split by a rare irq-off atom (mcsmp.system.stall: the mean without the atom
+    plus atoms/s × the extra spin one atom causes, from forced windows) against the crude mean spin
+    per second-task call of the same machine, where the atom (200 µs, 10⁻³ of the sections) is
+    common enough for the crude estimate: a two-sample z-test at ALPHA."""
+    from mcsmp.system.stall import stall_split
+
+    rates = "{repeat: [2000, 0, 0, 0]}"
+    sets = [f"workload.rate_hz={rates}", "policies=[preemptible_wait]", "machine.cpus=4", "machine.cpus_per_llc=4",
+            "workload.caller={preemptible: 1.0, spinlock: 0.0, preempt_disabled: 0.0}",
+            "system.second_task_hz={repeat: [20000, 0, 0, 0]}", "system.duration_s=4", "system.warmup_s=0.01",
+            "system.replications=4", "remote.irq_off={fraction: 0.02, length: {dist: mixture, components: ["
+            "{weight: 0.999, dist: lognormal, median: 2000, sigma: 0.3}, {weight: 0.001, dist: const, value: 200000}]}}"]  # fmt: skip
+    p = _load(*sets)
+    crude = simulate_system(p, threads=2).runs["preemptible_wait"].histogram("second_spin_ns")
+    lo, hi = crude.mean_interval()
+    split = stall_split(p, 200000.0, 300, 0.001, threads=2)
+    assert split.episodes_with_extra_spin > 15 and split.extra_spin_ns[1] > 0  # the atom matters here
+    se = np.hypot((hi - lo) / 2, (split.mean_ns[2] - split.mean_ns[1]) / 2) / stats.norm.ppf(0.975)
+    z = (split.mean_ns[0] - crude.mean) / se
+    assert abs(z) < stats.norm.ppf(1 - ALPHA / 2), (split, crude.mean, lo, hi)

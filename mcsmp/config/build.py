@@ -23,6 +23,7 @@ from .schema import (
     ASYNC_CSDS,
     CALLER_CONTEXTS,
     CSD_LOCKS,
+    SMT_NUMBERINGS,
     SYSTEM_WORKLOADS,
     System,
     CALLS,
@@ -385,6 +386,7 @@ def build_params(raw: RawParams) -> Params:
         sockets=sockets,
         cpus_per_llc=b.integer("machine.cpus_per_llc", lo=1),
         smt=b.integer("machine.smt", lo=1),
+        smt_numbering=b.choice("machine.smt_numbering", SMT_NUMBERINGS),
     )
     if machine.cpus % machine.sockets:
         b.fail("machine.sockets", f"{machine.cpus} CPUs do not split evenly into {machine.sockets} sockets")
@@ -576,6 +578,7 @@ def _system(b: _Builder, machine: Machine) -> System:
         duration_s=duration,
         warmup_s=warmup,
         replications=b.integer("system.replications", lo=1, hi=MAX_REPLICATIONS),
+        hotplug_interval_s=b.number("system.hotplug_interval_s", hi=3600.0),
     )
 
 

@@ -21,6 +21,7 @@ from ..kernels.codes import (
     PLACEMENTS,
     POLICIES,
     PREEMPTION_MODELS,
+    SMT_NUMBERINGS,
     SYSTEM_WORKLOADS,
     TARGET_ORDERS,
     TLB_MECHANISMS,
@@ -31,6 +32,7 @@ __all__ = [
     "CALLER_CONTEXTS",
     "CSD_LOCKS",
     "SYSTEM_WORKLOADS",
+    "SMT_NUMBERINGS",
     "System",
     "CALLS",
     "DISTANCE_CLASSES",
@@ -64,6 +66,7 @@ class Machine:
     sockets: int
     cpus_per_llc: int
     smt: int
+    smt_numbering: str = "split"  # "split": CPU t and t + cores are siblings; "adjacent": 2c, 2c + 1
 
 
 @dataclass(frozen=True)
@@ -206,6 +209,7 @@ class System:
     duration_s: float
     warmup_s: float
     replications: int
+    hotplug_interval_s: float = 0.0  # torture_onoff() period (0: no CPU hotplug)
 
 
 @dataclass(frozen=True)

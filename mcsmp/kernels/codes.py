@@ -18,7 +18,8 @@ I_SHORTHAND, I_ORDER_AFTER_SENDER, I_APIC_PER_SOCKET = range(19, 22)
 I_PV_TLB = 22  # issue 10: KVM PV TLB flush (docs/model.md 9.30)
 I_BROADCAST, I_INVLPGB_COUNT_MAX = range(23, 25)  # issue 10: AMD INVLPGB flushes (9.31)
 I_KRANGE_PREEMPTIBLE = 25  # issue 10: the follow-up that makes flush_tlb_kernel_range() preemptible (9.32)
-N_IP = 26
+I_SMT_SPLIT = 26  # machine.smt_numbering: split (sibling of CPU t is t + cores) vs adjacent
+N_IP = 27
 
 # ---- float parameters (fp[...]) --------------------------------------------------------------
 F_TARGET_PROB, F_IRQ, F_IDLE, F_VCPU, F_CALLER_PRE, F_CALLER_SPIN = range(6)
@@ -81,11 +82,15 @@ N_TRACE_COLS = 3
 D_SYS_WORK = N_DISTS  # closed-loop local work between two flushes (system.work_ns), after the fan-out slots
 N_SYS_DISTS = N_DISTS + 1
 SI_WORKLOAD, SI_THREADS, SI_POLICY, SI_ASYNC_CSD, SI_CSD_LOCK = range(5)
-N_SI = 5
+SI_FORCE_CPU = 5  # mcsmp.system.stall: 1 + the CPU whose first irq-off section after SF_FORCE_AT is forced (0: none)
+N_SI = 6
 SF_DURATION, SF_WARMUP, SF_LOCK_WINDOW, SF_IRQ_GAP_MEAN, SF_CONTEXT_SWITCH = range(5)
 SF_SCF_CUM = 5  # four cumulative weights of the scftorture operations (SCF_OPS order)
-N_SF = 9
+SF_HOTPLUG_INTERVAL = 9  # ns between torture_onoff() operations (0: no CPU hotplug)
+SF_FORCE_AT, SF_FORCE_LEN = 10, 11  # mcsmp.system.stall: that section starts at or after this time and lasts this long
+N_SF = 12
 SYSTEM_WORKLOADS = ("open", "closed", "scftorture")
+SMT_NUMBERINGS = ("split", "adjacent")  # machine.smt_numbering (I_SMT_SPLIT)
 WL_OPEN, WL_CLOSED, WL_SCF = range(3)
 ASYNC_CSDS = ("source", "destination")  # async smp_call_function_single's csd: this CPU's or the target's
 CSD_SOURCE, CSD_DESTINATION = range(2)
@@ -94,17 +99,20 @@ LOCK_PLAIN, LOCK_CMPXCHG = range(2)
 SCF_OPS = ("single_sync", "single_async", "many_sync", "many_async")
 OP_SINGLE_SYNC, OP_SINGLE_ASYNC, OP_MANY_SYNC, OP_MANY_ASYNC = range(4)
 SYSTEM_HISTS = ("call_ns", "preempt_off_ns", "remote_wait_ns", "spin_ns", "wakeup_ns", "second_preempt_off_ns",
-                "queue_depth")  # fmt: skip
-SH_CALL, SH_PREEMPT, SH_REMOTE_WAIT, SH_SPIN, SH_WAKEUP, SH_B_PREEMPT, SH_QUEUE_DEPTH = range(7)
-N_SYSTEM_HISTS = 7
+                "queue_depth", "second_spin_ns")  # fmt: skip
+SH_CALL, SH_PREEMPT, SH_REMOTE_WAIT, SH_SPIN, SH_WAKEUP, SH_B_PREEMPT, SH_QUEUE_DEPTH, SH_B_SPIN = range(8)
+N_SYSTEM_HISTS = 8
 SYSTEM_COUNTERS = (
     "events", "calls", "second_calls", "csds_queued", "ipis_sent", "coalesced", "icr_writes", "handlers",
     "empty_handlers", "early_returns", "up_to_date", "full_flushes", "partial_flushes", "races", "spins",
-    "second_spins", "heap_overflow",
+    "second_spins", "heap_overflow", "cpus_offlined", "cpus_onlined", "offline_calls", "offline_cpu_ns",
 )  # fmt: skip
 (SC_EVENTS, SC_CALLS, SC_B_CALLS, SC_QUEUED, SC_IPIS, SC_COALESCED, SC_WRITES, SC_HANDLERS, SC_EMPTY_HANDLERS,
  SC_EARLY, SC_UPTODATE, SC_FULL, SC_PARTIAL, SC_RACES, SC_SPINS, SC_B_SPINS, SC_HEAP_OVERFLOW) = range(17)  # fmt: skip
-N_SYSTEM_COUNTERS = 17
+# CPU hotplug (system.hotplug_interval_s): offline/online transitions, calls that met an offline
+# target (-ENXIO or a skipped mask bit), and the integral of the number of offline CPUs over time
+SC_OFFLINED, SC_ONLINED, SC_OFFLINE_CALLS, SC_OFFLINE_NS = range(17, 21)
+N_SYSTEM_COUNTERS = 21
 # per-call sample columns (tests only): cpu, task slot (0 workload, 1 second task), start, T, P, S_L, spin, op
 SS_CPU, SS_SLOT, SS_START, SS_T, SS_P, SS_SL, SS_SPIN, SS_OP = range(8)
 N_SYSTEM_SAMPLE_COLS = 8

@@ -93,6 +93,10 @@ from .codes import (
     SC_HANDLERS,
     SC_HEAP_OVERFLOW,
     SC_IPIS,
+    SC_OFFLINE_CALLS,
+    SC_OFFLINE_NS,
+    SC_OFFLINED,
+    SC_ONLINED,
     SC_PARTIAL,
     SC_QUEUED,
     SC_RACES,
@@ -101,11 +105,15 @@ from .codes import (
     SC_WRITES,
     SF_CONTEXT_SWITCH,
     SF_DURATION,
+    SF_FORCE_AT,
+    SF_FORCE_LEN,
+    SF_HOTPLUG_INTERVAL,
     SF_IRQ_GAP_MEAN,
     SF_LOCK_WINDOW,
     SF_SCF_CUM,
     SF_WARMUP,
     SH_B_PREEMPT,
+    SH_B_SPIN,
     SH_CALL,
     SH_PREEMPT,
     SH_QUEUE_DEPTH,
@@ -114,6 +122,7 @@ from .codes import (
     SH_WAKEUP,
     SI_ASYNC_CSD,
     SI_CSD_LOCK,
+    SI_FORCE_CPU,
     SI_POLICY,
     SI_THREADS,
     SI_WORKLOAD,
@@ -136,7 +145,7 @@ from .topology import topology
 __all__ = ["run_system"]
 
 # event kinds
-EV_ARRIVE, EV_STEP, EV_IPI, EV_IRQ_START, EV_HSTEP, EV_RELEASE, EV_OBSERVE = range(7)
+EV_ARRIVE, EV_STEP, EV_IPI, EV_IRQ_START, EV_HSTEP, EV_RELEASE, EV_OBSERVE, EV_HOTPLUG = range(8)
 # task phases (what the task's current step is doing)
 PH_IDLE, PH_WORK, PH_ENTRY, PH_LOCK, PH_QUEUE, PH_SEND, PH_LOCAL, PH_WAIT, PH_WAITSTART, PH_NEXT = range(10)
 # task actions
@@ -338,6 +347,14 @@ def run_system(
     sec_start = np.full(n, math.inf)  # current or next irq-off section of each CPU
     sec_end = np.full(n, math.inf)
     slot = np.arange(D_SYS_WORK + 1)
+    # CPU hotplug (docs/system.md §1): torture_onoff() toggles a random CPU every interval
+    hot_interval = sfp[SF_HOTPLUG_INTERVAL]
+    online = np.ones(n, dtype=np.bool_)
+    n_offline = 0
+    offline_since = 0.0  # last change of n_offline (for the offline CPU-time integral)
+    pend_off = -1  # CPU whose cpu_down() waits for stop_machine()
+    force_cpu = sip[SI_FORCE_CPU] - 1  # one forced irq-off section (mcsmp.system.stall), -1: none
+    t_enxio = np.zeros(n_tasks, dtype=np.bool_)  # an async single call to an offline CPU: lock, unlock, -ENXIO
 
     # ---- heap ---------------------------------------------------------------------------------------
     cap = 4 * n_csd + 64 * n + 1024  # csds in flight (IPIs, releases), steps, arrivals, and superseded steps not yet popped
@@ -378,8 +395,42 @@ def run_system(
             size = _push(ht, hk, ha, hb, hq, size, seq, e * 1e9 / rate_b[c], EV_ARRIVE, 2 * c + 1, 0)
             seq += 1
 
+    if hot_interval > 0.0:
+        size = _push(ht, hk, ha, hb, hq, size, seq, hot_interval, EV_HOTPLUG, 0, 0)
+        seq += 1
+
     now = 0.0
     while size > 0:
+        if pend_off >= 0:
+            # take_cpu_down() runs in stop_machine(), which needs every online CPU's stopper: no
+            # task may be in the preempt-off part of a call; the dying CPU's own tasks must be out
+            # of their calls (the kernel would migrate them) and no handler may be in flight there
+            d = pend_off
+            ready = not (in_irq[d] or irq_waiting[d] or ipi_pending[d] or b_waiting[d])
+            ready = ready and (t_phase[2 * d] == PH_IDLE or t_phase[2 * d] == PH_WORK) and t_phase[2 * d + 1] == PH_IDLE
+            if ready:
+                for c in range(n):
+                    if online[c] and not t_preemptible[cur[c]]:
+                        ready = False
+                        break
+            if ready:
+                pend_off = -1
+                if now > warmup:
+                    counters[SC_OFFLINE_NS] += int(n_offline * (now - max(offline_since, warmup)))
+                    counters[SC_OFFLINED] += 1
+                offline_since = now
+                n_offline += 1
+                online[d] = False
+                if t_phase[2 * d] == PH_WORK:  # the benchmark thread stops; it starts over when d returns
+                    t_phase[2 * d] = PH_IDLE
+                    step_due[d] = -1.0
+                    ver[d] += 1
+                if q_len[d] > 0:  # smpcfd_dying_cpu(): __flush_smp_call_function_queue(false), no IPI needed
+                    irq_waiting[d] = True
+                    size = _push(ht, hk, ha, hb, hq, size, seq, now, EV_IRQ_START, d, 0)
+                    seq += 1
+                size = _push(ht, hk, ha, hb, hq, size, seq, now + hot_interval, EV_HOTPLUG, 0, 0)
+                seq += 1
         now, kind, ea, eb, size = _pop(ht, hk, ha, hb, hq, size)
         if now > duration:
             break
@@ -397,6 +448,8 @@ def run_system(
                 e, rs = exponential(rs)
                 size = _push(ht, hk, ha, hb, hq, size, seq, now + e * 1e9 / lam, EV_ARRIVE, tk, 0)
                 seq += 1
+            if not online[c]:
+                continue  # an offline CPU runs no tasks (scftorture's invokers pause, the benchmark thread too)
             busy = t_phase[tk] != PH_IDLE or t_backlog[tk] > 0
             if second:
                 if busy or b_waiting[c]:
@@ -422,6 +475,8 @@ def run_system(
             act = ACT_DONE
         elif kind == EV_IPI:
             c = ea
+            if not online[c]:
+                continue  # its queue was flushed when it went down
             if in_irq[c]:
                 ipi_pending[c] = True
             elif not irq_waiting[c]:
@@ -431,6 +486,9 @@ def run_system(
                     e, rs = exponential(rs)
                     sec_start[c] = sec_end[c] + gap_mean * e
                     x, rs = sample(index, table, slot[D_IRQ_OFF_LEN], rs)
+                    if c == force_cpu and sec_start[c] >= sfp[SF_FORCE_AT]:
+                        x = sfp[SF_FORCE_LEN]  # the draws stay as without it: only this length changes
+                        force_cpu = -1
                     sec_end[c] = sec_start[c] + x
                 start = sec_end[c] if sec_start[c] <= now else now
                 irq_waiting[c] = True
@@ -619,6 +677,27 @@ def run_system(
                 size = _push(ht, hk, ha, hb, hq, size, seq, now, EV_OBSERVE, best, 0)
                 seq += 1
             continue
+        elif kind == EV_HOTPLUG:  # torture_onoff(): a random CPU; offline it if online, else online it
+            u, rs = uniform(rs)
+            d = min(int(u * n), n - 1)
+            if d == 0 or n < 2:  # CPU 0 is not hotpluggable on x86 (cpu_is_hotpluggable()): nothing
+                size = _push(ht, hk, ha, hb, hq, size, seq, now + hot_interval, EV_HOTPLUG, 0, 0)
+                seq += 1
+            elif online[d]:
+                pend_off = d  # cpu_down(): waits for stop_machine(); the next tick follows it
+            else:
+                if now > warmup:
+                    counters[SC_OFFLINE_NS] += int(n_offline * (now - max(offline_since, warmup)))
+                    counters[SC_ONLINED] += 1
+                offline_since = now
+                n_offline -= 1
+                online[d] = True
+                if workload == WL_CLOSED and d < threads:  # the benchmark thread resumes its loop
+                    size = _push(ht, hk, ha, hb, hq, size, seq, now, EV_ARRIVE, 2 * d, 0)
+                    seq += 1
+                size = _push(ht, hk, ha, hb, hq, size, seq, now + hot_interval, EV_HOTPLUG, 0, 0)
+                seq += 1
+            continue
         elif kind == EV_OBSERVE:  # a spinning or waiting task saw its csd released
             tk = ea
             c = tk >> 1
@@ -709,9 +788,13 @@ def run_system(
                         t_tgt[tk, 0] = (c + 1 + min(int(u * (n - 1)), n - 2)) % n
                         k = 1
                 elif workload == WL_CLOSED:  # the benchmark's threads share one mm
+                    skipped = False
                     for r in range(1, n):
                         t = (c + r) % n if after_sender else (r - 1 if r - 1 < c else r)
                         if t >= threads:
+                            continue
+                        if not online[t]:  # cpumask_and(..., cpu_online_mask)
+                            skipped = True
                             continue
                         if fp[F_TARGET_PROB] < 1.0 and call != CALL_TLB_KERNEL:
                             u, rs = uniform(rs)
@@ -719,6 +802,8 @@ def run_system(
                                 continue
                         t_tgt[tk, k] = t
                         k += 1
+                    if skipped and rec:
+                        counters[SC_OFFLINE_CALLS] += 1
                 else:
                     mm = ip[I_MM_CPUS]
                     if call == CALL_TLB_KERNEL or mm < 0 or workload == WL_SCF:
@@ -750,6 +835,25 @@ def run_system(
                         o = t_csd[tk, r]
                         t_tgt[tk, k] = (c + 1 + o) % n if after_sender else (o + 1 if o >= c else o)
                         k += 1
+                t_enxio[tk] = False
+                if n_offline > 0 and k > 0:
+                    if op == OP_SINGLE_SYNC or op == OP_SINGLE_ASYNC:
+                        if not online[t_tgt[tk, 0]]:  # generic_exec_single(): csd_unlock(), -ENXIO
+                            if rec:
+                                counters[SC_OFFLINE_CALLS] += 1
+                            if op == OP_SINGLE_SYNC:
+                                k = 0  # the on-stack csd: nothing to lock or wait for
+                            else:
+                                t_enxio[tk] = True  # csd_lock() of csd_data first (spins if held)
+                    elif workload != WL_CLOSED:  # smp_call_function_many_cond(): mask & cpu_online_mask
+                        kk = 0
+                        for j in range(k):
+                            if online[t_tgt[tk, j]]:
+                                t_tgt[tk, kk] = t_tgt[tk, j]
+                                kk += 1
+                        if kk < k and rec:
+                            counters[SC_OFFLINE_CALLS] += 1
+                        k = kk
                 t_k[tk] = k
                 for j in range(k):
                     t = t_tgt[tk, j]
@@ -813,9 +917,16 @@ def run_system(
                     x = t_csd[tk, j]
                     csd_task[x] = tk
                     csd_sync[x] = t_op[tk] == OP_MANY_SYNC or t_op[tk] == OP_SINGLE_SYNC
-                    q, rs = sample(index, table, slot[D_QUEUE], rs)
-                    t_phase[tk] = PH_QUEUE
-                    dt = q + transfer[cls_of[c, t_tgt[tk, j]]]
+                    if t_enxio[tk]:  # the target is offline: csd_unlock() at once
+                        size = _push(ht, hk, ha, hb, hq, size, seq, now, EV_RELEASE, x, c)
+                        seq += 1
+                        t_k[tk] = 0
+                        t_j[tk] = 0
+                        nxt = NX_SEND
+                    else:
+                        q, rs = sample(index, table, slot[D_QUEUE], rs)
+                        t_phase[tk] = PH_QUEUE
+                        dt = q + transfer[cls_of[c, t_tgt[tk, j]]]
                 elif ph == PH_QUEUE:  # llist_add() done: an IPI only if the queue was empty
                     j = t_j[tk]
                     x = t_csd[tk, j]
@@ -846,7 +957,8 @@ def run_system(
                         needed = 0
                         for i in range(t_k[tk]):
                             needed += t_need[tk, i]
-                        all_but_self = needed == n - 1
+                        # cpumask_or_equal(mask, self, cpu_online_mask); one CPU gets a single IPI
+                        all_but_self = needed == n - 1 - n_offline and needed > 1
                     cid = cluster_of[t_tgt[tk, j]]
                     for i in range(j, t_k[tk]):
                         if not t_need[tk, i]:
@@ -918,9 +1030,16 @@ def run_system(
                             csd_acq[x] = now
                             csd_task[x] = tk
                             csd_sync[x] = t_op[tk] == OP_MANY_SYNC or t_op[tk] == OP_SINGLE_SYNC
-                            q, rs = sample(index, table, slot[D_QUEUE], rs)
-                            t_phase[tk] = PH_QUEUE
-                            dt = q + transfer[cls_of[c, t]]
+                            if t_enxio[tk]:  # the target is offline: csd_unlock() at once
+                                size = _push(ht, hk, ha, hb, hq, size, seq, now, EV_RELEASE, x, c)
+                                seq += 1
+                                t_k[tk] = 0
+                                t_j[tk] = 0
+                                nxt = NX_SEND
+                            else:
+                                q, rs = sample(index, table, slot[D_QUEUE], rs)
+                                t_phase[tk] = PH_QUEUE
+                                dt = q + transfer[cls_of[c, t]]
                 if nxt == NX_SEND:  # the next ICR write: one per target, or per x2APIC cluster
                     j = t_j[tk]
                     while j < t_k[tk] and not t_need[tk, j]:
@@ -970,6 +1089,7 @@ def run_system(
                         if second:
                             counters[SC_B_CALLS] += 1
                             _record(counts, sums, SH_B_PREEMPT, p_off, shift, base, overflow)
+                            _record(counts, sums, SH_B_SPIN, t_spin[tk], shift, base, overflow)
                             if t_spin[tk] > 0.0:
                                 counters[SC_B_SPINS] += 1
                         else:
@@ -1001,6 +1121,10 @@ def run_system(
             counters[SC_HEAP_OVERFLOW] += 1
             break
 
+    if n_offline > 0:
+        end = min(now, duration)
+        if end > warmup:
+            counters[SC_OFFLINE_NS] += int(n_offline * (end - max(offline_since, warmup)))
     state[0], state[1], state[2], state[3] = rs
     return kept
 

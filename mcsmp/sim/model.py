@@ -122,6 +122,7 @@ def compile_model(params: Params) -> CompiledModel:
     ip[K.I_PER_SOCKET] = m.cpus // m.sockets
     ip[K.I_PER_LLC] = m.cpus_per_llc
     ip[K.I_SMT] = m.smt
+    ip[K.I_SMT_SPLIT] = int(m.smt_numbering == "split")
     ip[K.I_MM_CPUS] = -1 if w.mm_cpus is None else w.mm_cpus
     ip[K.I_CALL] = _CALL[w.call]
     ip[K.I_RUN_LOCAL] = int(w.run_local)

@@ -83,6 +83,7 @@ def compile_system(params: Params) -> SystemModel:
     cum = np.cumsum(w) / w.sum()
     cum[-1] = 1.0
     sfp[K.SF_SCF_CUM : K.SF_SCF_CUM + 4] = cum
+    sfp[K.SF_HOTPLUG_INTERVAL] = sys_.hotplug_interval_s * 1e9
     if f >= 1.0:
         raise UserError("remote.irq_off.fraction must be below 1 for mcsmp system (interrupts would never be taken)")
     rate_a = np.array(params.workload.rate_hz, dtype=np.float64)

@@ -12,6 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from scipy import stats as sps
+
+from ..kernels import codes as K
+from ..sim.histogram import Z95
 from .run import PolicyRun, SystemResult
 
 __all__ = ["figure", "policy_row", "text_table"]
@@ -23,6 +28,35 @@ def _q(run: PolicyRun, metric: str, q: float) -> tuple[float, float, float]:
         return math.nan, math.nan, math.nan
     r = h.quantile(q)
     return r.value, r.low, r.high
+
+
+def _q_zero_atom(run: PolicyRun, metric: str, q: float, zeros: int) -> tuple[float, float, float]:
+    """Quantile of a metric whose first ``zeros`` order statistics are exactly 0 (calls that did
+    not spin): where the histogram's rank (and its interval's ranks, as in Histogram.quantile)
+    fall among them the answer is 0, not a point inside the [0, 1) ns bucket."""
+    value, low, high = _q(run, metric, q)
+    n = run.histogram(metric).n
+    if n == 0:
+        return value, low, high
+    half = Z95 * math.sqrt(n * q * (1.0 - q))
+    if max(math.ceil(n * q), 1) <= zeros:
+        value = 0.0
+    if math.floor(n * q - half) <= zeros:
+        low = 0.0
+    if math.ceil(n * q + half) + 1 <= zeros or zeros == n:  # no call spun: every order statistic is 0
+        high = 0.0
+    return value, low, high
+
+
+def _race_rate_over_replications(run: PolicyRun) -> tuple[float, float, float]:
+    """Race rate with a t-interval over replications: with CPU hotplug the rate depends on the
+    online set, so the counts are overdispersed and the Poisson interval is conditional on it."""
+    i = K.SYSTEM_COUNTERS.index("races")
+    per = np.array([float(r.counters[i]) for r in run.reps]) / run.seconds_per_rep
+    if len(per) < 2:
+        return float(per.mean()), 0.0, math.inf
+    half = float(sps.t.ppf(0.975, len(per) - 1) * per.std(ddof=1) / math.sqrt(len(per)))
+    return float(per.mean()), max(float(per.mean()) - half, 0.0), float(per.mean()) + half
 
 
 def _mean(run: PolicyRun, metric: str) -> tuple[float, float, float]:
@@ -41,6 +75,7 @@ def policy_row(result: SystemResult, policy: str, label: dict[str, Any] | None =
     n, rate, lo, hi = run.race_rate()
     mttc = run.time_to_corruption()
     queued = run.counter("csds_queued")
+    spinless = run.histogram("spin_ns").n - run.counter("spins") - run.counter("second_spins")
     return {
         **(label or {}),
         "policy": policy,
@@ -54,9 +89,10 @@ def policy_row(result: SystemResult, policy: str, label: dict[str, Any] | None =
         "preempt_off_ns_mean": _mean(run, "preempt_off_ns"),
         "remote_wait_ns_p99": _q(run, "remote_wait_ns", 0.99),
         "spin_ns_mean": _mean(run, "spin_ns"),
-        "spin_ns_p99": _q(run, "spin_ns", 0.99),
+        "spin_ns_p99": _q_zero_atom(run, "spin_ns", 0.99, spinless),
         "wakeup_ns_p99": _q(run, "wakeup_ns", 0.99),
         "second_preempt_off_ns_p99": _q(run, "second_preempt_off_ns", 0.99),
+        "second_spin_ns_mean": _mean(run, "second_spin_ns"),
         "queue_depth_mean": _mean(run, "queue_depth"),
         "calls": run.counter("calls"),
         "second_calls": run.counter("second_calls"),
@@ -73,6 +109,11 @@ def policy_row(result: SystemResult, policy: str, label: dict[str, Any] | None =
         "mean_time_to_corruption_s": mttc,
         "events": run.counter("events"),
         "heap_overflow": run.counter("heap_overflow"),
+        # CPU hotplug (system.hotplug_interval_s)
+        "cpus_offlined": run.counter("cpus_offlined"),
+        "offline_calls": run.counter("offline_calls"),
+        "mean_offline_cpus": run.counter("offline_cpu_ns") / (run.exposure_s * 1e9),
+        "race_rate_over_replications": _race_rate_over_replications(run),
     }
 
 
@@ -104,12 +145,17 @@ def text_table(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> str:
         out.append(f"  csd_lock spin_ns mean / p99    {_ci(r['spin_ns_mean'])} / {_ci(r['spin_ns_p99'])}"
                    f"  (calls with a spin: {r['calls_with_spin']:,} of {r['calls']:,}; second task {r['second_calls_with_spin']:,} of {r['second_calls']:,})")  # fmt: skip
         if r["second_calls"]:
-            out.append(f"  second task wakeup_ns p99      {_ci(r['wakeup_ns_p99'])}; its preempt_off_ns p99 {_ci(r['second_preempt_off_ns_p99'])}")
+            out.append(f"  second task wakeup_ns p99      {_ci(r['wakeup_ns_p99'])}; its preempt_off_ns p99 {_ci(r['second_preempt_off_ns_p99'])}; "
+                       f"its csd_lock spin_ns mean {_ci(r['second_spin_ns_mean'])}")  # fmt: skip
         out.append(f"  IPIs sent {r['ipis_sent']:,}, csds queued {r['csds_queued']:,}, coalesced {r['coalesced']:,} "
                    f"({_fmt(100 * r['coalesced_fraction'])} %); queue depth per handler mean {_ci(r['queue_depth_mean'])}; "
                    f"flush_tlb_func early returns {r['early_returns']:,}, full flushes {r['full_flushes']:,}")  # fmt: skip
         mt = r["mean_time_to_corruption_s"]
         out.append(f"  csd races {r['races']:,}: rate/s {_ci(r['race_rate_per_s'])}; mean time to corruption s {_ci(mt)}")
+        if r["cpus_offlined"]:
+            out.append(f"  CPU hotplug: {r['cpus_offlined']:,} offlined, {_fmt(r['mean_offline_cpus'])} CPUs offline on average; "
+                       f"{r['offline_calls']:,} calls met an offline CPU; race rate/s over replications "
+                       f"{_ci(r['race_rate_over_replications'])}")  # fmt: skip
         if r["heap_overflow"]:
             out.append("  WARNING: the event queue overflowed; this replication stopped early")
     return "\n".join(out)
