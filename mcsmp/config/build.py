@@ -429,6 +429,8 @@ def build_params(raw: RawParams) -> Params:
         caller=caller,
         freed_tables_prob=b.number("workload.freed_tables_prob", hi=1.0),
     )
+    if workload.call == "single" and machine.cpus < 2:  # smp_call_function_single() needs another CPU
+        b.fail("workload.call", f"single needs a target CPU other than the sender (machine.cpus is {machine.cpus})")
     costs = Costs(
         entry_ns=b.dist("costs.entry_ns"),
         queue_ns=b.dist("costs.queue_ns"),
@@ -449,7 +451,10 @@ def build_params(raw: RawParams) -> Params:
     )
     remote = Remote(
         irq_off=RemoteState(b.number("remote.irq_off.fraction", hi=1.0), b.dist("remote.irq_off.length")),
-        idle=RemoteState(b.number("remote.idle.fraction", hi=1.0), b.dist("remote.idle.exit_ns")),
+        idle=RemoteState(
+            b.number("remote.idle.fraction", hi=1.0), b.dist("remote.idle.exit_ns"),
+            b.number("remote.idle.polling_prob", hi=1.0),
+        ),
         vcpu_preempted=RemoteState(
             b.number("remote.vcpu_preempted.fraction", hi=1.0), b.dist("remote.vcpu_preempted.length")
         ),
