@@ -534,6 +534,9 @@ def build_params(raw: RawParams) -> Params:
     system = _system(b, machine)
     if data.get("system") == defaults()["system"]:
         del data["system"]  # unused: out of the resolved parameters, their hashes and point ids
+    idle = data["remote"]["idle"]
+    if not idle.get("polling_prob"):  # issue 10's key at its default 0: old point ids and streams stand
+        data["remote"] = {**data["remote"], "idle": {k: v for k, v in idle.items() if k != "polling_prob"}}
     return Params(
         name=name, seed=seed, samples=samples, policies=policies, machine=machine, kernel=kernel,
         workload=workload, costs=costs, ipi=ipi, remote=remote, tlb=tlb, cache=cache, policy=policy,

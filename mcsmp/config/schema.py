@@ -237,8 +237,8 @@ class Params:
     def model_dict(self) -> dict[str, Any]:
         """The parameters that change what is sampled (not name, seed, samples, report, sweep).
         The system section (read by ``mcsmp system`` only) is resolved only where it differs from
-        the defaults, so files that do not use it keep their point ids and streams; so is
-        ``remote.idle.polling_prob`` (left out at 0). ``rare_events``
+        the defaults, so files that do not use it keep their point ids and streams (so is
+        ``remote.idle.polling_prob``: left out at 0). ``rare_events``
         counts when the point is stratified (docs/model.md §5 "Rare events": it changes the draws,
         so a stratified run and its crude twin are different points; a point with nothing to
         stratify, or with ``report.rare_events: off``, keeps its crude identity)."""
@@ -246,9 +246,6 @@ class Params:
 
         skip = {"name", "seed", "samples", "report", "sweep"}
         out = {k: v for k, v in self.resolved.items() if k not in skip}
-        idle = out.get("remote", {}).get("idle", {})
-        if "polling_prob" in idle and not idle["polling_prob"]:  # issue 10's key at its default 0: old ids stand
-            out["remote"] = {**out["remote"], "idle": {k: v for k, v in idle.items() if k != "polling_prob"}}
         if tail_components(self):
             out["rare_events"] = self.report.rare_events
         return out
