@@ -37,6 +37,14 @@ otherwise):
   that pays one ``remote.idle.exit_ns`` instead of the state mixture; otherwise each candidate
   left after the PV drop costs the sender one ``costs.cond_ns`` before the queue phase;
 - ``kernel.kernel_range_preemptible``: ``tlb_flush_kernel`` waits are not pinned;
+- ``single`` (``smp_call_function_single()``, docs/model.md 9.36): one target, uniform among the
+  other CPUs (``mm_cpus``, ``target_prob`` and ``run_local`` do not apply: ``L = 0``), ``func_ns``
+  work, no request; its remote state is drawn at the send from the full mixture, and an idle one
+  polls with probability ``remote.idle.polling_prob``: then the send is one line transfer of its
+  class instead of ``send_ns``, and the handler starts one more transfer after it (no delivery,
+  no exit, no interrupt entry); no re-entry spin; every policy but ``preempt_off`` gives
+  ``P = H = S_L`` when the context allows preemption, else ``T`` (no ``alloc_ns``, no allocation
+  failure, no ``cpus_read_lock_ns``);
 - ``generic`` calls have no ``flush_tlb_info``: no request read (no info cost) and no sender
   invalidation; the lazy-TLB skip (``target_prob``) applies to ``tlb_flush`` and ``generic``;
 - the sender's invalidation costs the transfer of the farthest class among the targets, added to
@@ -296,6 +304,7 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
     sender_p = rates / rates.sum()
     senders = rng.choice(ncpu, size=n, p=sender_p)  # MODEL §1.1: weighted by the per-CPU call rate
     is_tlb = w.call in ("tlb_flush", "tlb_flush_kernel")
+    single = w.call == "single"
     kernel_preemptible = params.kernel.preemption in ("full", "lazy", "rt")
     pv = params.ipi.pv_tlb_flush and w.call == "tlb_flush"
     mm_size = ncpu if w.mm_cpus is None else w.mm_cpus + 1
@@ -335,7 +344,9 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
         others = [t for t in range(ncpu) if t != s]
         lazy: set[int] = set()
         cond = 0.0
-        if w.call == "tlb_flush_kernel":
+        if single:  # smp_call_function_single(): one target, any other CPU alike
+            candidates = [others[min(int(U() * len(others)), len(others) - 1)]]
+        elif w.call == "tlb_flush_kernel":
             candidates = others  # every other online CPU, no lazy skip
         else:
             if w.mm_cpus is not None:
@@ -382,7 +393,14 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
         # 5. IPI writes
         now = E + cond + Q
         depart = []
-        if params.ipi.shorthand and k == ncpu - 1 and k >= 2:
+        state_u, polling = 0.0, False
+        if single:  # the target's state at the send; an idle one may be polling (no IPI then)
+            state_u = U()
+            polling = f_irq <= state_u < f_irq + f_idle and U() < params.remote.idle.polling_prob
+        if polling:  # set_nr_if_polling(): one line transfer to the target's idle-task flags
+            now += transfer[cls[0]]
+            depart = [now]
+        elif params.ipi.shorthand and k == ncpu - 1 and k >= 2:
             now += send()  # one all-but-self write
             depart = [now] * k
         elif params.ipi.mode == "cluster":
@@ -404,16 +422,21 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
             n_instr = 1 if full else max(1, math.ceil(pages / tlb.invlpgb_count_max))
             L = sum(invlpgb() for _ in range(n_instr)) + tlbsync()
         else:
-            L = work() if w.run_local else 0.0
+            L = work() if w.run_local and not single else 0.0
         S_L = S + L
         # 7.-8. remote start and handler
         start, done_work = [], []
         shared = delivery_common() if k > 0 else 0.0
         for j in range(k):
+            if polling:  # its idle loop sees the flag (the line comes back) and runs the queue
+                h = depart[j] + transfer[cls[j]]
+                start.append(h)
+                done_work.append(h + work() + transfer[cls[j]])
+                continue
             a = depart[j] + shared + delivery()
             if cls[j] == REMOTE:
                 a += cross()
-            u = U()
+            u = state_u if single else U()
             if targets[j] in lazy:
                 wait = idle_exit()
             elif u < f_irq:
@@ -466,12 +489,12 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
         sleepable = kernel_preemptible and not pinned and ctx == 0
         failed = U() < pol.alloc_fail_prob
         spin = 0.0
-        if spin_d is not None and U() < rates[s] * wait_tail.mean * 1e-9:  # type: ignore[union-attr]
+        if spin_d is not None and not single and U() < rates[s] * wait_tail.mean * 1e-9:  # type: ignore[union-attr]
             spin = spin_d()
         for p, name in enumerate(params.policies):
             if not kernel_preemptible or name == "preempt_off":
                 P = H = T
-            elif name == "preemptible_wait":
+            elif name == "preemptible_wait" or single:
                 P = H = S_L + spin if allows else T
             elif name == "atomic_alloc":
                 P = H = ((T if failed else S_L) + spin if allows else T) + pol.alloc_ns

@@ -43,3 +43,13 @@ def test_check_prints_the_warnings(tmp_path: Path, capsys: pytest.CaptureFixture
     path.write_text("name: rt\npolicies: [preempt_off, atomic_alloc]\nkernel: {preemption: rt}\n")
     assert main(["check", str(path)]) == 0
     assert "warning: policies: atomic_alloc" in capsys.readouterr().out
+
+
+def test_single_calls_break_neither_alternatives_rule(tmp_path: Path) -> None:
+    # smp_call_function_single() allocates no wait mask and takes no cpus_read_lock() (9.36)
+    broken = {"kernel.preemption": "rt", "kernel.nr_cpus": 512, "policy.alloc_fail_prob": 0.01,
+              "workload.caller.preemptible": 0.5, "workload.caller.spinlock": 0.0,
+              "workload.caller.preempt_disabled": 0.5}  # fmt: skip
+    pol = ["preempt_off", "atomic_alloc", "cpus_read_lock"]
+    assert len(_warnings(tmp_path, policies=pol, **broken)) == 3
+    assert not _warnings(tmp_path, policies=pol, **broken, **{"workload.call": "single"})

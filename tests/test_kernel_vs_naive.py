@@ -7,13 +7,13 @@ Kolmogorov–Smirnov test.
 Significance (fixed before any data is seen): family-wise ``ALPHA_FAMILY = 1e-3`` over every
 comparison of this module, Bonferroni-corrected: each test rejects at ``ALPHA = ALPHA_FAMILY / M``
 with ``M`` the number of comparisons declared by the sets and sampler checks below (computed at
-import from the parameters alone: ``M`` = 98, so ``ALPHA`` = 1e-3 / 98 ≈ 1.0e-5). So a correct
+import from the parameters alone: ``M`` = 110, so ``ALPHA`` = 1e-3 / 110 ≈ 9.1e-6). So a correct
 kernel fails this module with probability at most 1e-3 (the seeds are fixed, so the outcome is
 reproducible).
 
 Power: the twin runs ``N_TWIN`` fan-outs, the engine ``N_KERNEL``; the effective two-sample size is
 ``en = N_TWIN·N_KERNEL/(N_TWIN+N_KERNEL)`` = 30,000·200,000/230,000 ≈ 26,100, and the asymptotic
-critical distance at ``ALPHA`` is ``D* = sqrt(−ln(ALPHA/2)/2) / sqrt(en)`` ≈ 2.45/161 ≈ 0.015. A 2%
+critical distance at ``ALPHA`` is ``D* = sqrt(−ln(ALPHA/2)/2) / sqrt(en)`` ≈ 2.48/161 ≈ 0.015. A 2%
 scale shift of a quantity with log-spread ``s`` moves its CDF by about ``0.4 · 0.02 / s`` (0.04 for
 ``s`` = 0.2, 0.027 for ``s`` = 0.3), above ``D*``; ``test_power_detects_a_2_percent_shift`` checks
 this on real output instead of trusting the arithmetic.
@@ -217,6 +217,38 @@ SETS: dict[str, dict[str, Any]] = {
         workload={"call": "tlb_flush_kernel", "caller": {"preemptible": 0.7, "spinlock": 0.3, "preempt_disabled": 0.0}},
         remote={"irq_off": {"fraction": 0.05, "length": LOGN}},
     ),  # fmt: skip
+    # smp_call_function_single() (9.36): one target on 2 sockets × 2 LLCs × SMT 2, idle targets
+    # polling 40% of their idle time (no IPI), all three remote states, PREEMPT_RT with spinlock
+    # callers, every policy (no mask: alloc/cpus_read_lock costs must not appear), a shared delivery
+    "single16_polling_rt": _base(
+        policies=FOUR,
+        machine={"cpus": 16, "sockets": 2, "cpus_per_llc": 4, "smt": 2},
+        kernel={"preemption": "rt"},
+        workload={"call": "single", "caller": {"preemptible": 0.3, "spinlock": 0.5, "preempt_disabled": 0.2}},
+        costs={"func_ns": {"dist": "mixture", "components": [
+            {"weight": 0.8, "dist": "lognormal", "median": 300, "sigma": 0.4},
+            {"weight": 0.2, "dist": "uniform", "low": 1000, "high": 5000}]}},
+        ipi={"mode": "cluster", "cluster_size": 4, "delivery_ns": {"dist": "gamma", "mean": 1200, "cv": 0.5},
+             "delivery_common_ns": {"dist": "exponential", "mean": 300},
+             "cross_socket_ns": {"dist": "lognormal", "median": 300, "sigma": 0.3}},
+        remote={"irq_off": {"fraction": 0.05, "length": LOGN},
+                "idle": {"fraction": 0.3, "polling_prob": 0.4,
+                         "exit_ns": {"dist": "lognormal", "median": 1500, "sigma": 0.5}},
+                "vcpu_preempted": {"fraction": 0.02, "length": {"dist": "exponential", "mean": 50000}}},
+        policy={"reentry": "off", "alloc_ns": 700, "alloc_fail_prob": 0.3, "cpus_read_lock_ns": 400},
+    ),  # fmt: skip
+    # single calls with the re-entry bound on at a rate where many-calls spin (ρ_w ≈ 0.3 for
+    # reentry8_bound): none here; per-CPU rates weight the sender, no polling
+    "single8_bound_rates": _base(
+        policies=["preempt_off", "preemptible_wait"],
+        machine={"cpus": 8, "sockets": 1, "cpus_per_llc": 4, "smt": 1},
+        kernel={"preemption": "full"},
+        workload={"call": "single", "rate_hz": [100000, 0, 50000, 0, 100000, 20000, 0, 100000],
+                  "caller": {"preemptible": 0.8, "spinlock": 0.2, "preempt_disabled": 0.0}},
+        remote={"irq_off": {"fraction": 0.05, "length": LOGN},
+                "idle": {"fraction": 0.2, "exit_ns": {"dist": "uniform", "low": 1000, "high": 20000}}},
+        policy={"reentry": "bound"},
+    ),  # fmt: skip
     # the re-entry bound: a high call rate makes ρ_w = λ E[T − S_L] ≈ 0.3
     "reentry8_bound": _base(
         policies=FOUR,
@@ -254,10 +286,10 @@ def plan(params: Params) -> Plan:
         p.per_fanout.append("k")
     if params.workload.rate_per_cpu:
         p.per_fanout.append("sender")
-    if params.tlb.mechanism == "invlpgb" and params.workload.call != "generic":
+    if params.tlb.mechanism == "invlpgb" and params.workload.call in ("tlb_flush", "tlb_flush_kernel"):
         return p  # a broadcast flush has no targets (every set here has an mm of 4+ CPUs)
     p.pooled.append("remote_wait")
-    if params.workload.call != "generic":
+    if params.workload.call in ("tlb_flush", "tlb_flush_kernel"):
         p.pooled.append("info_cost")
     return p
 
@@ -373,7 +405,7 @@ def compare(o: Outcome, quantity: str, scale: float = 1.0) -> tuple[float, float
 
 
 def test_bonferroni_bookkeeping() -> None:
-    assert M == 98  # update the module docstring's arithmetic when the sets change
+    assert M == 110  # update the module docstring's arithmetic when the sets change
     assert math.isclose(ALPHA * M, ALPHA_FAMILY)
 
 
@@ -420,3 +452,12 @@ def test_twin_samplers_match_exact_cdfs(family: str) -> None:
     resid = stats.kstest(residual_many(dist, rng, N_SAMPLER), dist.residual_cdf)
     assert plain.pvalue >= ALPHA, f"{family} draws: D={plain.statistic:.4f} p={plain.pvalue:.3g}"
     assert resid.pvalue >= ALPHA, f"{family} residuals: D={resid.statistic:.4f} p={resid.pvalue:.3g}"
+
+
+def test_single_calls_never_spin() -> None:
+    """smp_call_function_single() waits on its stack csd: with the bound on and many-call-sized
+    rates there is no second pass and no spin (9.36), while the same rates do spin many-calls."""
+    o = outcome("single8_bound_rates")
+    assert o.params.policy.reentry == "bound" and o.wait_tail is None
+    assert np.all(o.kernel_samples[:, K.S_SPIN] == 0) and np.all(o.twin.spin == 0)
+    assert np.all(o.kernel_samples[:, K.S_TARGETS] == 1) and np.all(o.twin.k == 1)

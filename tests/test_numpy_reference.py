@@ -163,6 +163,11 @@ def test_reference_refuses_what_it_does_not_model(tmp_path: Path) -> None:
     path.write_text("name: shorthand\npolicy: {reentry: 'off'}\n")
     with pytest.raises(NotImplementedError, match="shorthand"):
         numpy_reference.simulate(build_params(load_raw(path)), 10)
+    single = _params(tmp_path, "single", {"workload": {"call": "single"}})  # issue 10's call kind (9.36)
+    with pytest.raises(NotImplementedError, match="smp_call_function_single"):
+        numpy_reference.simulate(single, 10)
+    with pytest.raises(NotImplementedError, match="smp_call_function_single"):
+        draw_floor.check_same_draws(single, n=10)
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))

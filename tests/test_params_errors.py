@@ -83,6 +83,13 @@ CASES: dict[str, tuple[str, tuple[int, int], str | None, tuple[str, ...]]] = {
     "yaml_syntax_flow": ("machine:\n  cpus: [1, 2\nkernel: {preemption: full}\n", (3, 7), None, ("YAML syntax error",)),
     "yaml_syntax_indent": ("machine:\n cpus: 4\n  smt: 2\n", (3, 6), None, ("YAML syntax error",)),
     "yaml_custom_tag": ("name: !custom x\n", (1, 7), "name", ("not allowed",)),
+    "single_call_without_a_target": (
+        "machine: {cpus: 1, cpus_per_llc: 1}\nworkload: {call: single}\n", (2, 12), "workload.call",
+        ("needs a target CPU other than the sender", "machine.cpus is 1"),
+    ),
+    "polling_prob_out_of_range": (
+        "remote:\n  idle: {polling_prob: 1.5}\n", (2, 10), "remote.idle.polling_prob", ("must be in [0, 1]", "1.5"),
+    ),
 }  # fmt: skip
 
 
@@ -219,3 +226,13 @@ def test_object_building_tag_subprocess(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "hi" not in proc.stdout and not marker.exists()
     _check_located(_one_line(proc.stderr), path, (1, 7), "name", ("not allowed",))
+
+
+def test_system_refuses_single_calls(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the whole-machine simulation follows many-call fan-outs; its scftorture mix has its own single calls
+    path = tmp_path / "single.yaml"
+    path.write_text("name: single\nworkload: {call: single}\nsystem: {}\n")
+    assert main(["system", str(path)]) == 2
+    captured = capsys.readouterr()
+    line = _one_line(captured.err)
+    assert "workload.call" in line and "not modelled by mcsmp system" in line and not captured.out

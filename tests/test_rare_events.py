@@ -268,6 +268,28 @@ def test_window_max_and_exceed_count_inside_their_intervals(closed: PointResult)
         assert (r.high - r.low) / 2 < 0.3 * r.value
 
 
+def test_single_call_strata_have_one_candidate() -> None:
+    """smp_call_function_single() has one candidate and no lazy skip (docs/model.md 9.36): the
+    strata apply with m = 1, and the deep per-call tail is that target's ``f S_e(x)``; a target
+    that may idle polling draws that first, so such a point stays crude."""
+    single = {"call": "single", "mm_cpus": None, "target_prob": 1.0, "run_local": False, "rate_hz": RATE_HZ}
+    res = run_point(closed_form_params(samples=8 * CHUNK_FANOUTS, workload=single), threads=2)
+    assert res.model.rare.stratified and res.model.rare.candidates == 1
+    h = res.histogram("call_ns")
+    edges = h.layout.edges
+    ex, mean = _excess(edges[1:-1])
+    exact = F_IRQ * ex / mean
+    est = 1.0 - h.cdf_at_edges()[1:-1]
+    sd = np.sqrt(h.cdf_var_at_edges()[1:-1])
+    for level in (1e-6, 1e-7, 1e-8):
+        i = int(np.argmin(np.abs(np.log(np.maximum(exact, 1e-300) / level))))
+        assert sd[i] > 0 and abs(est[i] - exact[i]) < 4.0 * sd[i], (level, edges[i + 1], est[i], exact[i], sd[i])
+        assert sd[i] < 0.25 * exact[i]
+    polling = closed_form_params(workload=single, remote={**closed_form_params().resolved["remote"],
+                                                          "idle": {"fraction": 0.1, "polling_prob": 0.5}})  # fmt: skip
+    assert not compile_model(polling).rare.stratified and "rare_events" not in polling.model_dict()
+
+
 # ---- crude and stratified agree ------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""Issue 10's kernel paths, exactly, on constant costs (docs/model.md 9.14, 9.15, 9.27–9.29).
+"""Issue 10's kernel paths, exactly, on constant costs (docs/model.md 9.14, 9.15, 9.27–9.29, 9.36).
 
 Every cost is a constant, so each fan-out's S, S_L and T follow by hand from the timeline of
 §1; the tests compare them with the kernel's per-fan-out samples (no statistics involved).
@@ -13,6 +13,7 @@ from conftest import build_zero_params
 
 from mcsmp.kernels import codes as K
 from mcsmp.sim import run_point
+from mcsmp.sim.model import compile_model
 
 SEND = 100.0
 
@@ -111,3 +112,82 @@ def test_invlpgb_broadcast_replaces_the_ipis(tmp_path: Path) -> None:
     # an mm on fewer than 4 CPUs has no global ASID: IPIs as before (sender + 2 others)
     s = _samples(tmp_path, **{**common, "tlb.pages": 20, "workload.mm_cpus": 2})
     assert np.all(s[:, K.S_TARGETS] == 2)
+
+
+# ---- smp_call_function_single() (docs/model.md 9.36) ----------------------------------------------
+
+SINGLE = {
+    "workload.call": "single", "costs.entry_ns": 30, "costs.queue_ns": 20, "costs.irq_entry_ns": 150,
+    "costs.func_ns": 50, "ipi.delivery_ns": 400, "cache.transfer_ns.llc": 40, "cache.transfer_ns.remote": 120,
+    "ipi.cross_socket_ns": 90, "remote.idle.exit_ns": 1000,
+}  # fmt: skip
+FOUR = ["preempt_off", "preemptible_wait", "atomic_alloc", "cpus_read_lock"]
+
+
+def _single_closed_form(t: float, cross: float = 0.0, wait: float = 0.0) -> tuple[float, float]:
+    """(S, T) of one single call, every cost constant, a target whose line transfer is ``t``."""
+    s = 30 + 20 + t + SEND  # entry, queue (llist_add into the target's queue line), one ICR write
+    c = s + 400 + cross + wait + 150 + 50 + t  # delivery, remote state, entry, func, csd read
+    return s, c + t  # the wait reads the csd unlock back
+
+
+def test_single_call_is_one_target_with_the_closed_form_timeline(tmp_path: Path) -> None:
+    # run_local, mm_cpus and target_prob are those of the baseline (false, 4, 1) or deliberately
+    # set otherwise: a single call ignores them (one target, no local run)
+    s = _samples(tmp_path, **SINGLE, **{"workload.run_local": True, "workload.target_prob": 0.3})
+    assert np.all(s[:, K.S_TARGETS] == 1)
+    S, T = _single_closed_form(40)
+    assert np.all(s[:, K.S_S] == S) and np.all(s[:, K.S_SL] == S)  # L = 0: nothing runs locally
+    assert np.all(s[:, K.S_T] == T)
+
+
+def test_single_call_target_is_uniform_among_the_others(tmp_path: Path) -> None:
+    # 2 sockets of 4: from any sender 4 of the 7 other CPUs are on the other socket
+    n = 20_000
+    s = _samples(tmp_path, n, **SINGLE, **{"machine.sockets": 2, "machine.cpus_per_llc": 4})
+    near, far = _single_closed_form(40)[1], _single_closed_form(120, cross=90)[1]
+    remote = s[:, K.S_T] == far
+    assert np.all(remote | (s[:, K.S_T] == near))
+    p = 4 / 7  # binomial: within 5 standard errors
+    assert abs(remote.mean() - p) < 5 * np.sqrt(p * (1 - p) / n)
+
+
+def test_polling_idle_target_gets_no_ipi(tmp_path: Path) -> None:
+    # every target idles polling: the send is the set_nr_if_polling() line, not an ICR write, and
+    # the handler starts one transfer later, without delivery, C-state exit or interrupt entry
+    s = _samples(tmp_path, **SINGLE, **{"remote.idle.fraction": 1.0, "remote.idle.polling_prob": 1.0})
+    assert np.all(s[:, K.S_S] == 30 + 20 + 40 + 40)
+    assert np.all(s[:, K.S_T] == 30 + 20 + 40 + 40 + 40 + 50 + 40 + 40)
+    # half of the idle time polling: the other half pays the exit and the IPI path
+    n = 20_000
+    s = _samples(tmp_path, n, **SINGLE, **{"remote.idle.fraction": 1.0, "remote.idle.polling_prob": 0.5})
+    polled = s[:, K.S_T] == 30 + 20 + 40 + 40 + 40 + 50 + 40 + 40
+    assert np.all(polled | (s[:, K.S_T] == _single_closed_form(40, wait=1000)[1]))
+    assert abs(polled.mean() - 0.5) < 5 * np.sqrt(0.25 / n)
+    # a many-call ignores the key (its multi-target IPI path has no polling check)
+    s = _samples(tmp_path, **{**SINGLE, "workload.call": "generic", "remote.idle.fraction": 1.0,
+                              "remote.idle.polling_prob": 1.0})  # fmt: skip
+    assert np.all(s[:, K.S_S] == 30 + 4 * (20 + 40) + 4 * SEND)
+
+
+def test_single_call_policies_and_no_reentry_spin(tmp_path: Path) -> None:
+    # a rate that gives many-calls a large re-entry probability, alloc and cpus_read_lock costs,
+    # half the callers preemptible: the stack csd leaves nothing to spin on, no mask to allocate
+    over = {**SINGLE, "policies": FOUR, "policy.reentry": "bound", "workload.rate_hz": 200_000,
+            "policy.alloc_ns": 500, "policy.alloc_fail_prob": 1.0, "policy.cpus_read_lock_ns": 300,
+            "workload.caller.preemptible": 0.5, "workload.caller.preempt_disabled": 0.5}  # fmt: skip
+    params = build_zero_params(tmp_path, {"samples": 2000, "ipi.send_ns": SEND, **over})
+    assert not compile_model(params).needs_reentry
+    s = _samples(tmp_path, **over)
+    S, T = _single_closed_form(40)
+    assert np.all(s[:, K.S_SPIN] == 0)
+    pre = s[:, K.S_CONTEXT] == K.CTX_PREEMPTIBLE
+    assert pre.any() and (~pre).any()
+    P, H = s[:, K.N_SAMPLE_COLS : K.N_SAMPLE_COLS + 4], s[:, K.N_SAMPLE_COLS + 4 :]
+    assert np.all(P[:, 0] == T) and np.all(H[:, 0] == T)  # mainline: put_cpu() after the wait
+    for i in (1, 2, 3):  # the series' early put_cpu(); no alloc_ns, failure or cpus_read_lock_ns
+        assert np.all(P[pre, i] == S) and np.all(H[pre, i] == S)
+        assert np.all(P[~pre, i] == T) and np.all(H[~pre, i] == T)
+    # csdlock_debug: __csd_lock_wait() runs under guard(preempt), pinned like the many-call wait
+    s = _samples(tmp_path, **over, **{"kernel.csdlock_debug": True})
+    assert np.all(s[:, K.N_SAMPLE_COLS : K.N_SAMPLE_COLS + 8] == T)

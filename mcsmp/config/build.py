@@ -431,6 +431,8 @@ def build_params(raw: RawParams) -> Params:
         caller=caller,
         freed_tables_prob=b.number("workload.freed_tables_prob", hi=1.0),
     )
+    if workload.call == "single" and machine.cpus < 2:  # smp_call_function_single() needs another CPU
+        b.fail("workload.call", f"single needs a target CPU other than the sender (machine.cpus is {machine.cpus})")
     costs = Costs(
         entry_ns=b.dist("costs.entry_ns"),
         queue_ns=b.dist("costs.queue_ns"),
@@ -451,7 +453,10 @@ def build_params(raw: RawParams) -> Params:
     )
     remote = Remote(
         irq_off=RemoteState(b.number("remote.irq_off.fraction", hi=1.0), b.dist("remote.irq_off.length")),
-        idle=RemoteState(b.number("remote.idle.fraction", hi=1.0), b.dist("remote.idle.exit_ns")),
+        idle=RemoteState(
+            b.number("remote.idle.fraction", hi=1.0), b.dist("remote.idle.exit_ns"),
+            b.number("remote.idle.polling_prob", hi=1.0),
+        ),
         vcpu_preempted=RemoteState(
             b.number("remote.vcpu_preempted.fraction", hi=1.0), b.dist("remote.vcpu_preempted.length")
         ),
@@ -531,6 +536,9 @@ def build_params(raw: RawParams) -> Params:
     system = _system(b, machine)
     if data.get("system") == defaults()["system"]:
         del data["system"]  # unused: out of the resolved parameters, their hashes and point ids
+    idle = data["remote"]["idle"]
+    if not idle.get("polling_prob"):  # issue 10's key at its default 0: old point ids and streams stand
+        data["remote"] = {**data["remote"], "idle": {k: v for k, v in idle.items() if k != "polling_prob"}}
     return Params(
         name=name, seed=seed, samples=samples, policies=policies, machine=machine, kernel=kernel,
         workload=workload, costs=costs, ipi=ipi, remote=remote, tlb=tlb, cache=cache, policy=policy,

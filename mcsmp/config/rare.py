@@ -63,6 +63,8 @@ class TailComponent:
 def candidates_of(params: Params) -> int:
     """``m``: the candidate targets of every fan-out (the kernel's step 1)."""
     w = params.workload
+    if w.call == "single":  # smp_call_function_single(): its one target (docs/model.md 9.36)
+        return 1
     if w.call == "tlb_flush_kernel" or w.mm_cpus is None:
         return params.machine.cpus - 1
     return int(w.mm_cpus)
@@ -71,15 +73,18 @@ def candidates_of(params: Params) -> int:
 def crude_only(params: Params) -> bool:
     """Paths whose per-candidate draws the strata do not cover, so they stay crude (docs/model.md
     9.35): KVM's PV flush drops preempted vCPUs from the mask, freed page tables send lazy CPUs
-    an IPI too (both change which candidates become targets), and INVLPGB has no targets."""
-    w, tlb_call = params.workload, params.workload.call != "generic"
+    an IPI too (both change which candidates become targets), and INVLPGB has no targets; a single
+    call to a target that may idle polling draws that before the send and the target's state
+    from the law without it (9.36), which the strata's non-tail law does not follow."""
+    w, tlb_call = params.workload, params.workload.call in ("tlb_flush", "tlb_flush_kernel")
     pv = params.ipi.pv_tlb_flush and w.call == "tlb_flush"
     freed = w.freed_tables_prob > 0 and w.call == "tlb_flush"
-    return bool(pv or freed or (tlb_call and params.tlb.mechanism == "invlpgb"))
+    polling = w.call == "single" and params.remote.idle.fraction * params.remote.idle.polling_prob > 0
+    return bool(pv or freed or polling or (tlb_call and params.tlb.mechanism == "invlpgb"))
 
 
 def target_prob_of(params: Params) -> float:
-    return 1.0 if params.workload.call == "tlb_flush_kernel" else float(params.workload.target_prob)
+    return 1.0 if params.workload.call in ("tlb_flush_kernel", "single") else float(params.workload.target_prob)
 
 
 def tail_components(params: Params) -> list[TailComponent]:

@@ -16,7 +16,10 @@ def kernel_warnings(params: Params) -> list[str]:
     out: list[str] = []
     k, w, pol = params.kernel, params.workload, params.policy
     atomic_callers = w.caller.preempt_disabled > 0 or (w.caller.spinlock > 0 and k.preemption != "rt")
-    if "atomic_alloc" in params.policies:
+    # smp_call_function_single() waits on its stack csd: no mask to allocate, no cpus_read_lock()
+    # (docs/model.md 9.36), so neither alternative's rule can be broken by a single call
+    many = w.call != "single"
+    if "atomic_alloc" in params.policies and many:
         if k.preemption == "rt":
             # Documentation/locking/locktypes.rst: on PREEMPT_RT the page/slab allocator takes
             # sleeping locks, so no allocation (GFP_ATOMIC included) from preempt-/irq-disabled code
@@ -32,7 +35,7 @@ def kernel_warnings(params: Params) -> list[str]:
                 "without CONFIG_CPUMASK_OFFSTACK, where alloc_cpumask_var() allocates nothing and cannot fail: "
                 "set both to 0 for such a kernel"
             )
-    if "cpus_read_lock" in params.policies and atomic_callers:
+    if "cpus_read_lock" in params.policies and atomic_callers and many:
         # kernel/cpu.c cpus_read_lock() -> percpu_down_read(): might_sleep()
         out.append(
             "policies: cpus_read_lock() may sleep (percpu_down_read), so callers with preemption disabled "

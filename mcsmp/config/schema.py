@@ -124,6 +124,7 @@ class Ipi:
 class RemoteState:
     fraction: float
     length: Dist  # irq_off / vcpu_preempted: section length; idle: exit time
+    polling_prob: float = 0.0  # idle only: share of idle time in a TIF_POLLING_NRFLAG loop (single calls, 9.36)
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,8 @@ class Params:
     def model_dict(self) -> dict[str, Any]:
         """The parameters that change what is sampled (not name, seed, samples, report, sweep).
         The system section (read by ``mcsmp system`` only) is resolved only where it differs from
-        the defaults, so files that do not use it keep their point ids and streams. ``rare_events``
+        the defaults, so files that do not use it keep their point ids and streams (so is
+        ``remote.idle.polling_prob``: left out at 0). ``rare_events``
         counts when the point is stratified (docs/model.md §5 "Rare events": it changes the draws,
         so a stratified run and its crude twin are different points; a point with nothing to
         stratify, or with ``report.rare_events: off``, keeps its crude identity)."""

@@ -14,7 +14,7 @@ import numpy as np
 
 from .._jit import inline_kernel, kernel
 from .codes import (
-    CALL_GENERIC,
+    CALL_SINGLE,
     CALL_TLB,
     CALL_TLB_KERNEL,
     CLS_LLC,
@@ -52,6 +52,7 @@ from .codes import (
     F_FREED_TABLES,
     F_IDLE,
     F_IRQ,
+    F_POLLING,
     F_PV_DROP,
     F_REENTRY_SCALE,
     F_RLOCK_NS,
@@ -161,6 +162,9 @@ def _policies(counts, sums, samples, it, ip, fp, policies, g, ctx, alloc_failed,
         ctx == CTX_PREEMPTIBLE or (ctx == CTX_SPINLOCK and preemption == PREEMPT_RT)
     )
     sleepable = kernel_preemptible and not waits_pinned and ctx == CTX_PREEMPTIBLE
+    # smp_call_function_single(): put_cpu() before csd_lock_wait() on its stack csd (series patch 2),
+    # no wait mask to allocate or protect, so every non-mainline policy is that early put_cpu() (9.36)
+    single = ip[I_CALL] == CALL_SINGLE
     n_pol = policies.shape[0]
     keep = samples.shape[0] > 0
     for i in range(n_pol):
@@ -168,7 +172,7 @@ def _policies(counts, sums, samples, it, ip, fp, policies, g, ctx, alloc_failed,
         if not kernel_preemptible or pol == POL_PREEMPT_OFF:
             p_off = t_end
             hp = t_end
-        elif pol == POL_PREEMPTIBLE_WAIT:
+        elif pol == POL_PREEMPTIBLE_WAIT or single:
             p_off = s_l + spin if allow else t_end
             hp = p_off
         elif pol == POL_ATOMIC_ALLOC:
@@ -313,7 +317,8 @@ def run_chunk(
     n = ip[I_CPUS]
     mm_cpus = ip[I_MM_CPUS]
     call = ip[I_CALL]
-    is_tlb = call != CALL_GENERIC  # both TLB calls carry a flush_tlb_info
+    is_tlb = call == CALL_TLB or call == CALL_TLB_KERNEL  # both TLB calls carry a flush_tlb_info
+    polling_prob = fp[F_POLLING]  # > 0 only for single calls (mcsmp.sim.model)
     shorthand = ip[I_SHORTHAND] == 1
     broadcast = ip[I_BROADCAST] == 1  # AMD INVLPGB: no targets, no IPIs (9.31)
     count_max = ip[I_INVLPGB_COUNT_MAX]
@@ -516,7 +521,16 @@ def run_chunk(
             if not ok:
                 x, rs = sample(index, table, slot[D_QUEUE], rs)
             t_now += x + transfer[cls[j]]
-        if shorthand and k == n - 1 and k > 1:
+        polling = False  # the single target idles with TIF_POLLING_NRFLAG: no IPI (9.36)
+        if polling_prob > 0.0:
+            u, rs = uniform(rs)
+            polling = u < polling_prob
+        if polling:
+            # set_nr_if_polling(): a cmpxchg of TIF_NEED_RESCHED into the idle task's flags, one
+            # line from the target instead of the ICR write
+            t_now += transfer[cls[0]]
+            d[0] = t_now
+        elif shorthand and k == n - 1 and k > 1:
             # native_send_call_func_ipi(): mask + self == online -> one all-but-self write (9.27)
             x, rs, ok = fast_draw(sk, sa, sb, rs)
             if not ok:
@@ -568,6 +582,15 @@ def run_chunk(
         if k > 0:
             common, rs = sample(index, table, slot[D_DELIVERY_COMMON], rs)
         for j in range(k):
+            if polling:
+                # the polling idle loop sees NEED_RESCHED (its flags line comes back) and runs
+                # flush_smp_call_function_queue() from task context: no delivery, exit or entry
+                h[j] = d[j] + transfer[cls[j]]
+                x, rs, ok = fast_draw(wk, wa, wb, rs)
+                if not ok:
+                    x, rs = sample(index, table, wd, rs)
+                c[j] = h[j] + wmul * x + transfer[cls[j]]
+                continue
             x, rs, ok = fast_draw(dk, da, db, rs)
             if not ok:
                 x, rs = sample(index, table, slot[D_DELIVERY], rs)

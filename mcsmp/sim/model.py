@@ -97,7 +97,7 @@ def uses_invlpgb(params: Params) -> bool:
     """docs/model.md 9.31: the TLB calls of ``tlb.mechanism: invlpgb`` flush by broadcast; a user
     mm only once it has a global ASID, i.e. is active on 4 or more CPUs (consider_global_asid())."""
     w = params.workload
-    if params.tlb.mechanism != "invlpgb" or w.call == "generic":
+    if params.tlb.mechanism != "invlpgb" or w.call in ("generic", "single"):
         return False
     mm_size = params.machine.cpus if w.mm_cpus is None else w.mm_cpus + 1
     return w.call == "tlb_flush_kernel" or mm_size >= 4
@@ -171,6 +171,19 @@ def compile_model(params: Params) -> CompiledModel:
         fp[K.F_IRQ] = params.remote.irq_off.fraction / kept if kept > 0 else 0.0
         fp[K.F_IDLE] = params.remote.idle.fraction / kept if kept > 0 else 0.0
         fp[K.F_VCPU] = 0.0
+    single = w.call == "single"
+    if single:  # docs/model.md 9.36: one target, uniform among the others; no lazy skip, no local run
+        ip[K.I_MM_CPUS] = 1
+        fp[K.F_TARGET_PROB] = 1.0
+        ip[K.I_RUN_LOCAL] = 0
+        ip[K.I_REENTRY] = 0  # its csd is on the caller's stack: nothing for a later call to spin on
+        polling = params.remote.idle.fraction * params.remote.idle.polling_prob
+        if polling > 0:  # a polling idle target is decided at the send; the other states are conditional
+            kept = 1.0 - polling
+            fp[K.F_POLLING] = polling
+            fp[K.F_IRQ] = params.remote.irq_off.fraction / kept if kept > 0 else 0.0
+            fp[K.F_IDLE] = params.remote.idle.fraction * (1.0 - params.remote.idle.polling_prob) / kept if kept > 0 else 0.0
+            fp[K.F_VCPU] = params.remote.vcpu_preempted.fraction / kept if kept > 0 else 0.0
 
     index, table = encode(dist_slots(params))
     rare = plan_rare_events(params, index, table, fp)
@@ -182,6 +195,7 @@ def compile_model(params: Params) -> CompiledModel:
     some_call_may_allow = w.caller.preemptible > 0 or (w.caller.spinlock > 0 and params.kernel.preemption == "rt")
     needs_reentry = (
         params.policy.reentry == "bound"
+        and not single
         and kernel_preemptible
         and not pinned
         and some_call_may_allow

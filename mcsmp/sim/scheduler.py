@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..config import Params
+from ..config.rare import candidates_of, target_prob_of
 from ..errors import OverloadError, UserError
 from ..kernels import codes as K
 from .engine import (
@@ -357,10 +358,7 @@ def _run_local(
 
 def dask_task_chunks(params: Params) -> int:
     """Chunks per Dask task: about :data:`TARGET_SAMPLES_PER_TASK` target-samples (≈ 1 s)."""
-    m, w = params.machine, params.workload
-    others = m.cpus - 1 if (w.mm_cpus is None or w.call == "tlb_flush_kernel") else w.mm_cpus
-    prob = 1.0 if w.call == "tlb_flush_kernel" else w.target_prob
-    per_fanout = 4.0 + others * prob  # a fan-out costs a few targets' worth even with none
+    per_fanout = 4.0 + candidates_of(params) * target_prob_of(params)  # the kernel's m and tp  # a fan-out costs a few targets' worth even with none
     return int(min(256, max(1, round(TARGET_SAMPLES_PER_TASK / (CHUNK_FANOUTS * per_fanout)))))
 
 

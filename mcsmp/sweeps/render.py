@@ -103,7 +103,7 @@ def render_dir(
             files += _write_point_hgrm(outdir, pt.id, result)
         pt = plot_point(pt, result) if plots else pt
         points.append(pt)
-        if pt.rows and result.params.workload.call != "generic":
+        if pt.rows and result.params.workload.call in ("tlb_flush", "tlb_flush_kernel"):  # only they read a request
             twins.setdefault(_twin_key(result), {})[result.params.cache.placement] = (pt, paired_histograms(result))
     for by_placement in twins.values():  # placements on common random numbers: paired with percpu
         if "percpu" in by_placement:

@@ -56,6 +56,7 @@ def compile_system(params: Params) -> SystemModel:
         ("workload.freed_tables_prob", params.workload.freed_tables_prob > 0, "0"),
         ("tlb.mechanism", params.tlb.mechanism != "ipi", "ipi"),
         ("costs.cond_ns", params.costs.cond_ns.mean > 0, "0"),
+        ("workload.call", params.workload.call == "single", "tlb_flush, tlb_flush_kernel or generic"),
     ]
     for key, used, plain in unsupported:
         if used:
