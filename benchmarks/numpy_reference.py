@@ -136,7 +136,7 @@ def _check_scope(p: Params) -> None:
         raise NotImplementedError("numpy_reference: issue 10's PV flush, INVLPGB, lazy-TLB, kernel-range and "
                                   "shared-delivery / fixed-handler / cond-cost terms are not modelled here")
     if w.call == "single":
-        raise NotImplementedError("numpy_reference: smp_call_function_single() (issue 10, docs/model.md 9.36) "
+        raise NotImplementedError("numpy_reference: smp_call_function_single() (issue 10, docs/model.md 9.37) "
                                   "is not modelled here; tests/naive.py covers it")
     if w.call != "tlb_flush_kernel" and (w.mm_cpus is not None or w.target_prob < 1.0):
         raise NotImplementedError("numpy_reference: every other CPU must be a target")

@@ -37,7 +37,7 @@ otherwise):
   that pays one ``remote.idle.exit_ns`` instead of the state mixture; otherwise each candidate
   left after the PV drop costs the sender one ``costs.cond_ns`` before the queue phase;
 - ``kernel.kernel_range_preemptible``: ``tlb_flush_kernel`` waits are not pinned;
-- ``single`` (``smp_call_function_single()``, docs/model.md 9.36): one target, uniform among the
+- ``single`` (``smp_call_function_single()``, docs/model.md 9.37): one target, uniform among the
   other CPUs (``mm_cpus``, ``target_prob`` and ``run_local`` do not apply: ``L = 0``), ``func_ns``
   work, no request; its remote state is drawn at the send from the full mixture, and an idle one
   polls with probability ``remote.idle.polling_prob``: then the send is one line transfer of its

@@ -46,7 +46,7 @@ def test_check_prints_the_warnings(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_single_calls_break_neither_alternatives_rule(tmp_path: Path) -> None:
-    # smp_call_function_single() allocates no wait mask and takes no cpus_read_lock() (9.36)
+    # smp_call_function_single() allocates no wait mask and takes no cpus_read_lock() (9.37)
     broken = {"kernel.preemption": "rt", "kernel.nr_cpus": 512, "policy.alloc_fail_prob": 0.01,
               "workload.caller.preemptible": 0.5, "workload.caller.spinlock": 0.0,
               "workload.caller.preempt_disabled": 0.5}  # fmt: skip

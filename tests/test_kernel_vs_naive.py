@@ -217,7 +217,7 @@ SETS: dict[str, dict[str, Any]] = {
         workload={"call": "tlb_flush_kernel", "caller": {"preemptible": 0.7, "spinlock": 0.3, "preempt_disabled": 0.0}},
         remote={"irq_off": {"fraction": 0.05, "length": LOGN}},
     ),  # fmt: skip
-    # smp_call_function_single() (9.36): one target on 2 sockets × 2 LLCs × SMT 2, idle targets
+    # smp_call_function_single() (9.37): one target on 2 sockets × 2 LLCs × SMT 2, idle targets
     # polling 40% of their idle time (no IPI), all three remote states, PREEMPT_RT with spinlock
     # callers, every policy (no mask: alloc/cpus_read_lock costs must not appear), a shared delivery
     "single16_polling_rt": _base(
@@ -456,7 +456,7 @@ def test_twin_samplers_match_exact_cdfs(family: str) -> None:
 
 def test_single_calls_never_spin() -> None:
     """smp_call_function_single() waits on its stack csd: with the bound on and many-call-sized
-    rates there is no second pass and no spin (9.36), while the same rates do spin many-calls."""
+    rates there is no second pass and no spin (9.37), while the same rates do spin many-calls."""
     o = outcome("single8_bound_rates")
     assert o.params.policy.reentry == "bound" and o.wait_tail is None
     assert np.all(o.kernel_samples[:, K.S_SPIN] == 0) and np.all(o.twin.spin == 0)

@@ -163,7 +163,7 @@ def test_reference_refuses_what_it_does_not_model(tmp_path: Path) -> None:
     path.write_text("name: shorthand\npolicy: {reentry: 'off'}\n")
     with pytest.raises(NotImplementedError, match="shorthand"):
         numpy_reference.simulate(build_params(load_raw(path)), 10)
-    single = _params(tmp_path, "single", {"workload": {"call": "single"}})  # issue 10's call kind (9.36)
+    single = _params(tmp_path, "single", {"workload": {"call": "single"}})  # issue 10's call kind (9.37)
     with pytest.raises(NotImplementedError, match="smp_call_function_single"):
         numpy_reference.simulate(single, 10)
     with pytest.raises(NotImplementedError, match="smp_call_function_single"):

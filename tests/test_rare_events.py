@@ -269,7 +269,7 @@ def test_window_max_and_exceed_count_inside_their_intervals(closed: PointResult)
 
 
 def test_single_call_strata_have_one_candidate() -> None:
-    """smp_call_function_single() has one candidate and no lazy skip (docs/model.md 9.36): the
+    """smp_call_function_single() has one candidate and no lazy skip (docs/model.md 9.37): the
     strata apply with m = 1, and the deep per-call tail is that target's ``f S_e(x)``; a target
     that may idle polling draws that first, so such a point stays crude."""
     single = {"call": "single", "mm_cpus": None, "target_prob": 1.0, "run_local": False, "rate_hz": RATE_HZ}

@@ -1,4 +1,4 @@
-"""Issue 10's kernel paths, exactly, on constant costs (docs/model.md 9.14, 9.15, 9.27–9.29, 9.36).
+"""Issue 10's kernel paths, exactly, on constant costs (docs/model.md 9.14, 9.15, 9.27–9.29, 9.37).
 
 Every cost is a constant, so each fan-out's S, S_L and T follow by hand from the timeline of
 §1; the tests compare them with the kernel's per-fan-out samples (no statistics involved).
@@ -114,7 +114,7 @@ def test_invlpgb_broadcast_replaces_the_ipis(tmp_path: Path) -> None:
     assert np.all(s[:, K.S_TARGETS] == 2)
 
 
-# ---- smp_call_function_single() (docs/model.md 9.36) ----------------------------------------------
+# ---- smp_call_function_single() (docs/model.md 9.37) ----------------------------------------------
 
 SINGLE = {
     "workload.call": "single", "costs.entry_ns": 30, "costs.queue_ns": 20, "costs.irq_entry_ns": 150,

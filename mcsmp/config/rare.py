@@ -63,7 +63,7 @@ class TailComponent:
 def candidates_of(params: Params) -> int:
     """``m``: the candidate targets of every fan-out (the kernel's step 1)."""
     w = params.workload
-    if w.call == "single":  # smp_call_function_single(): its one target (docs/model.md 9.36)
+    if w.call == "single":  # smp_call_function_single(): its one target (docs/model.md 9.37)
         return 1
     if w.call == "tlb_flush_kernel" or w.mm_cpus is None:
         return params.machine.cpus - 1
@@ -75,7 +75,7 @@ def crude_only(params: Params) -> bool:
     9.35): KVM's PV flush drops preempted vCPUs from the mask, freed page tables send lazy CPUs
     an IPI too (both change which candidates become targets), and INVLPGB has no targets; a single
     call to a target that may idle polling draws that before the send and the target's state
-    from the law without it (9.36), which the strata's non-tail law does not follow."""
+    from the law without it (9.37), which the strata's non-tail law does not follow."""
     w, tlb_call = params.workload, params.workload.call in ("tlb_flush", "tlb_flush_kernel")
     pv = params.ipi.pv_tlb_flush and w.call == "tlb_flush"
     freed = w.freed_tables_prob > 0 and w.call == "tlb_flush"

@@ -17,7 +17,7 @@ def kernel_warnings(params: Params) -> list[str]:
     k, w, pol = params.kernel, params.workload, params.policy
     atomic_callers = w.caller.preempt_disabled > 0 or (w.caller.spinlock > 0 and k.preemption != "rt")
     # smp_call_function_single() waits on its stack csd: no mask to allocate, no cpus_read_lock()
-    # (docs/model.md 9.36), so neither alternative's rule can be broken by a single call
+    # (docs/model.md 9.37), so neither alternative's rule can be broken by a single call
     many = w.call != "single"
     if "atomic_alloc" in params.policies and many:
         if k.preemption == "rt":

@@ -124,7 +124,7 @@ class Ipi:
 class RemoteState:
     fraction: float
     length: Dist  # irq_off / vcpu_preempted: section length; idle: exit time
-    polling_prob: float = 0.0  # idle only: share of idle time in a TIF_POLLING_NRFLAG loop (single calls, 9.36)
+    polling_prob: float = 0.0  # idle only: share of idle time in a TIF_POLLING_NRFLAG loop (single calls, 9.37)
 
 
 @dataclass(frozen=True)

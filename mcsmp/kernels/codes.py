@@ -27,7 +27,7 @@ F_T_SMT, F_T_LLC, F_T_SOCKET, F_T_REMOTE, F_SERIALIZE, F_FALSE_SHARING, F_TLB_MI
 F_ALLOC_NS, F_ALLOC_FAIL, F_RLOCK_NS, F_REENTRY_SCALE = range(13, 17)
 F_PV_DROP = 17  # issue 10: probability that kvm_flush_tlb_multi() drops a target (9.30)
 F_FREED_TABLES = 18  # issue 10: probability that a user-mm flush freed page tables (9.33)
-F_POLLING = 19  # issue 10: probability that a single call's target idles polling, so gets no IPI (9.36)
+F_POLLING = 19  # issue 10: probability that a single call's target idles polling, so gets no IPI (9.37)
 N_FP = 20
 
 # ---- distribution slots (rows of the distribution index) --------------------------------------
@@ -47,7 +47,7 @@ COL_FAMILY, COL_CUM_WEIGHT, COL_CUM_RESIDUAL_WEIGHT, COL_A, COL_B, COL_C = range
 N_COLS = 6
 
 # ---- enumerations (names in the order of their codes) -----------------------------------------
-CALLS = ("tlb_flush", "tlb_flush_kernel", "generic", "single")  # single: smp_call_function_single(), 9.36
+CALLS = ("tlb_flush", "tlb_flush_kernel", "generic", "single")  # single: smp_call_function_single(), 9.37
 CALL_TLB, CALL_TLB_KERNEL, CALL_GENERIC, CALL_SINGLE = range(4)
 PLACEMENTS = ("percpu", "stack", "stack_aligned")
 PLACE_PERCPU, PLACE_STACK, PLACE_STACK_ALIGNED = range(3)

@@ -163,7 +163,7 @@ def _policies(counts, sums, samples, it, ip, fp, policies, g, ctx, alloc_failed,
     )
     sleepable = kernel_preemptible and not waits_pinned and ctx == CTX_PREEMPTIBLE
     # smp_call_function_single(): put_cpu() before csd_lock_wait() on its stack csd (series patch 2),
-    # no wait mask to allocate or protect, so every non-mainline policy is that early put_cpu() (9.36)
+    # no wait mask to allocate or protect, so every non-mainline policy is that early put_cpu() (9.37)
     single = ip[I_CALL] == CALL_SINGLE
     n_pol = policies.shape[0]
     keep = samples.shape[0] > 0
@@ -521,7 +521,7 @@ def run_chunk(
             if not ok:
                 x, rs = sample(index, table, slot[D_QUEUE], rs)
             t_now += x + transfer[cls[j]]
-        polling = False  # the single target idles with TIF_POLLING_NRFLAG: no IPI (9.36)
+        polling = False  # the single target idles with TIF_POLLING_NRFLAG: no IPI (9.37)
         if polling_prob > 0.0:
             u, rs = uniform(rs)
             polling = u < polling_prob

@@ -172,7 +172,7 @@ def compile_model(params: Params) -> CompiledModel:
         fp[K.F_IDLE] = params.remote.idle.fraction / kept if kept > 0 else 0.0
         fp[K.F_VCPU] = 0.0
     single = w.call == "single"
-    if single:  # docs/model.md 9.36: one target, uniform among the others; no lazy skip, no local run
+    if single:  # docs/model.md 9.37: one target, uniform among the others; no lazy skip, no local run
         ip[K.I_MM_CPUS] = 1
         fp[K.F_TARGET_PROB] = 1.0
         ip[K.I_RUN_LOCAL] = 0
