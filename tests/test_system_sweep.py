@@ -21,7 +21,7 @@ import pytest
 import mcsmp
 from mcsmp.cli import main
 from mcsmp.sim.scheduler import shard_chunks
-from mcsmp.sweeps.system import REPS_DIR, load_reps
+from mcsmp.sweeps.system import REPS_DIR, load_reps, save_reps
 from mcsmp.system import simulate_system
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,16 +125,22 @@ def test_dask_worker_processes_are_bit_identical(reference: Path, tmp_path: Path
 
 
 def test_resume_keeps_saved_units_and_is_identical(reference: Path, tmp_path: Path) -> None:
-    out = tmp_path / "shard-then-all"
-    assert main(["system", *_args(), "--shard", "0/2", "-o", str(tmp_path / "s0"), "--threads", "1"]) == 0
-    (out / REPS_DIR).mkdir(parents=True)
-    for p in (tmp_path / "s0" / REPS_DIR).glob("*.npz"):  # half the units already saved, as after a kill
-        (out / REPS_DIR / p.name).write_bytes(p.read_bytes())
+    out = tmp_path / "half"
+    assert main(["system", *_args(), "-o", str(out), "--threads", "1"]) == 0
+    for p in (out / REPS_DIR).glob("*.npz"):  # keep the first half of each point's units, as after a kill
+        params, units, base = load_reps(p)
+        save_reps(p, params, {u: r for u, r in units.items() if u[1] < 2 and u[0] == "preempt_off" or u[1] == 0}, base)
     run = mcsmp.system_sweep(mcsmp.load(BASE, SETS), out, resume=True, threads=1, progress=False)
     assert (run.resumed, run.simulated) == (6, 6)
     assert _outputs(out) == _outputs(reference)
     again = mcsmp.system_sweep(mcsmp.load(BASE, SETS), out, resume=True, threads=1, progress=False)
     assert (again.resumed, again.simulated) == (12, 0) and _outputs(out) == _outputs(reference)
+    stray = tmp_path / "stray"  # unit files without meta.json are nobody's: refused
+    (stray / REPS_DIR).mkdir(parents=True)
+    for p in (out / REPS_DIR).glob("*.npz"):
+        (stray / REPS_DIR / p.name).write_bytes(p.read_bytes())
+    with pytest.raises(mcsmp.UserError, match="no meta.json"):
+        mcsmp.system_sweep(mcsmp.load(BASE, SETS), stray, resume=True, threads=1, progress=False)
 
 
 def test_sigkill_then_resume(tmp_path: Path) -> None:
@@ -199,3 +205,12 @@ def test_folders_of_other_sweeps_are_refused(reference: Path, tmp_path: Path, ca
     assert main(["report", str(s0)]) == 2 and "merge` the shards first" in _one_line(capsys.readouterr().err)
     before = _outputs(reference)
     assert main(["report", str(reference)]) == 0 and _outputs(reference) == before  # re-rendered identically
+
+
+def test_json_of_a_folder_run_is_one_document(reference: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["system", *_args(), "-o", str(reference), "--resume", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [(r["workload.rate_hz"], r["policy"]) for r in rows] == [
+        (rate, pol) for rate in (20000, 50000) for pol in ("preempt_off", "preemptible_wait")]
+    assert _meta(reference)["runs"][-1]["units_resumed"] == 12

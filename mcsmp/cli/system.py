@@ -63,7 +63,7 @@ def cmd_system(args: argparse.Namespace) -> int:
         print(f"mcsmp system: {args.params}" + (f" on {args.machine}" if args.machine else "")
               + f", {n_points} point(s), seed {params.seed}, {secs:.2f} s; values are mean or quantile [95% CI]")  # fmt: skip
         print(text_table(rows, keys))
-    if _folder_mode(args):
+    if _folder_mode(args) and not args.json:  # stdout stays one JSON document
         print(f"wrote {run.outdir}/: summary.csv, per_cpu.csv, report.txt, meta.json, reps/, hgrm/"
               + (", plots/" if any("plots" in p.parts for p in run.rendered.files) else ""))  # fmt: skip
     if args.plot:

@@ -304,6 +304,8 @@ def _locked(points: Sequence[Point], entries: list[dict[str, Any]], models: list
             options: dict[str, Any] | None) -> SystemSweepRun:  # fmt: skip
     points_hash, expected = _hashes(entries, shard_t)
     old = _check_folder(outdir, expected, force, "system sweep")
+    if old is None and any((outdir / REPS_DIR).glob("*.npz")) and not force:
+        raise UserError(f"{outdir}: has {REPS_DIR}/*.npz but no meta.json; choose another -o DIR or pass --force")
     remove_stale_temporaries(outdir, recursive=True)  # a killed run's leftovers (we hold the lock)
     if force:  # overwriting another sweep: its points' files must not linger
         ids = {e["id"] for e in entries}
