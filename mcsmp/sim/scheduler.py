@@ -190,13 +190,15 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def shard_chunks(
-    chunk_counts: Sequence[int], shard: tuple[int, int] | None, set_size: int = SHARD_SET_CHUNKS
+    chunk_counts: Sequence[int], shard: tuple[int, int] | None, set_size: int | None = None
 ) -> list[list[int]]:
     """For each point (by its number of chunks), the chunks that ``shard`` simulates: sets of
-    ``set_size`` consecutive chunks of a point, numbered over the points, dealt round-robin."""
+    ``set_size`` (default :data:`SHARD_SET_CHUNKS`, read at call time) consecutive chunks of a
+    point, numbered over the points, dealt round-robin."""
     if shard is None:
         return [list(range(n)) for n in chunk_counts]
     index, count = shard
+    set_size = SHARD_SET_CHUNKS if set_size is None else set_size
     out: list[list[int]] = []
     number = 0
     for n in chunk_counts:
