@@ -10,12 +10,12 @@ README. The public API (the command line is built on it)::
     mcsmp.sweep(params, out="results/smoke")     # every point, into a sweep folder
 
 The layers, each importing only from those below it: ``kernels`` (compiled, trusted) ←
-``dists`` ← ``config`` ← ``sim`` ← ``metrics`` ← ``io`` ← ``plots`` ← ``sweeps`` / ``fidelity``
-/ ``trace`` ← ``api`` (this package) ← ``cli``.
+``dists`` ← ``config`` ← ``sim`` ← ``metrics`` ← ``io`` ← ``plots`` ← ``system`` ← ``sweeps`` /
+``fidelity`` / ``trace`` ← ``api`` (this package) ← ``cli``.
 """
 
 from ._version import __version__
-from .api import Result, SystemPoint, load, load_on_machine, points, presets, run, run_system, sweep
+from .api import Result, SystemPoint, load, load_on_machine, points, presets, run, run_system, sweep, system_sweep
 from .config import Params, Point
 from .errors import OverloadError, ParamError, UserError
 from .metrics import METRICS, MetricRow
@@ -38,4 +38,5 @@ __all__ = [
     "run",
     "run_system",
     "sweep",
+    "system_sweep",
 ]

@@ -25,7 +25,7 @@ from .errors import UserError
 from .metrics import MetricRow, compute_metrics
 from .sim import Histogram, PointResult, run_point
 
-__all__ = ["PRESET_DIRS", "Result", "SystemPoint", "load", "load_on_machine", "path_of", "points", "presets", "run", "run_system", "sweep"]
+__all__ = ["PRESET_DIRS", "Result", "SystemPoint", "load", "load_on_machine", "path_of", "points", "presets", "run", "run_system", "sweep", "system_sweep"]
 
 # Where parameter files are found by name: ./params/ first (a checkout or a user's own folder),
 # then the presets shipped inside the package (mcsmp/presets/, the repository's params/).
@@ -230,7 +230,39 @@ def run_system(params: Params, threads: int | None = None, seed: int | None = No
     (docs/system.md); bit-identical for any number of ``threads``."""
     from .system import simulate_system
 
+    return [SystemPoint(pt, simulate_system(pt.params, threads=threads)) for pt in _system_points(params, seed)]
+
+
+def _system_points(params: Params, seed: int | None) -> list[Point]:
     extra = tuple(f"seed={seed}" for _ in [0] if seed is not None)
     source = params.origin
-    pts = expand(source.raw, source.sets + extra) if source else expand(raw_from_dict(params.resolved, "parameters"), extra)
-    return [SystemPoint(pt, simulate_system(pt.params, threads=threads)) for pt in pts]
+    return expand(source.raw, source.sets + extra) if source else expand(raw_from_dict(params.resolved, "parameters"), extra)
+
+
+def system_sweep(
+    params: Params,
+    out: str | Path | None = None,
+    *,
+    seed: int | None = None,
+    threads: int | None = None,
+    resume: bool = False,
+    force: bool = False,
+    dask: str | Any | None = None,
+    shard: str | None = None,
+    plots: bool = True,
+    progress: bool | None = None,
+    params_file: str | Path | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Any:
+    """Simulate every sweep point of ``params`` with the whole-machine simulation into a folder
+    (default ``results/<name>/``), as ``mcsmp system -o DIR`` does (docs/system.md §7); returns a
+    :class:`~mcsmp.sweeps.system.SystemSweepRun`. Bit-identical for any threads, Dask workers,
+    shards (merged with ``mcsmp merge``) or resumes."""
+    from .sweeps.system import system_sweep as sweep_folder
+
+    source = params.origin
+    return sweep_folder(
+        _system_points(params, seed), out=out, resume=resume, force=force, dask=dask, shard=shard, threads=threads,
+        plots=plots, progress=progress, params_file=params_file or (source.raw.source if source else None),
+        sets=list(source.sets) if source else [], options=dict(options or {}),
+    )  # fmt: skip

@@ -29,7 +29,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("mcsmp.metrics",),
     ("mcsmp.io",),
     ("mcsmp.plots",),
-    ("mcsmp.sweeps", "mcsmp.fidelity", "mcsmp.trace", "mcsmp.system"),
+    ("mcsmp.system",),  # the whole-machine simulation; its sweep folders are in mcsmp.sweeps
+    ("mcsmp.sweeps", "mcsmp.fidelity", "mcsmp.trace"),
     ("mcsmp",),  # the public API: mcsmp/__init__.py and mcsmp/api.py
     ("mcsmp.cli",),
     ("mcsmp.__main__",),

@@ -26,6 +26,7 @@ NOT_RUN = {
     "mcsmp sweep params/16core.yaml --dask slurm:8": "needs a batch queue (test_dask.py runs it on a stand-in)",
     "sudo mcsmp trace record": "needs tracefs and the compiled workload (test_trace_record.py)",
     "mcsmp merge results/16core/shard-*": "needs all 16 shards (test_sweep.py and test_resume.py merge shards)",
+    "mcsmp merge results/race/shard-*": "needs all 16 shards (test_system_sweep.py merges system shards)",
     "mcsmp calibrate params/seed-16core.yaml params/seed-targets.yaml -o /tmp/refit.yaml && cmp":
         "the byte-identical re-fit needs the full samples (test_calibrate.py checks it on a small box)",
 }  # fmt: skip

@@ -42,9 +42,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return _print_render(run.outdir, run.rendered)
 
 
+def _print_system(outdir: Path, rep: Any) -> int:
+    print(f"wrote {outdir}/: summary.csv, per_cpu.csv, report.txt, meta.json, reps/, hgrm/"
+          + (", plots/" if any("plots" in p.parts for p in rep.files) else ""))  # fmt: skip
+    return 0
+
+
 def cmd_merge(args: argparse.Namespace) -> int:
     from ..sweeps import merge
+    from ..sweeps.system import is_system_folder, merge_system
 
+    if is_system_folder(args.dirs[0]):  # folders of `mcsmp system`: units, not chunks
+        srep = merge_system(args.dirs, args.output, force=args.force, plots=not args.no_plots)
+        print(f"merged {len(args.dirs)} folder(s): {srep.points} point(s) complete")
+        return _print_system(Path(args.output), srep)
     rep = merge(args.dirs, args.output, force=args.force, plots=not args.no_plots)
     print(f"merged {len(args.dirs)} folder(s): {rep.points} point(s) complete")
     return _print_render(Path(args.output), rep)
@@ -64,6 +75,13 @@ def _floats(values: list[str], flag: str) -> list[float]:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from ..sweeps import report
+    from ..sweeps.system import is_system_folder, report_system
+
+    if is_system_folder(args.dir):
+        if args.quantiles or args.window_s is not None or args.duration_h is not None:
+            raise UserError(f"{args.dir}: a folder of `mcsmp system`; --quantiles, --window-s and --duration-h "
+                            "apply to fan-out sweeps only")  # fmt: skip
+        return _print_system(Path(args.dir), report_system(args.dir, plots=not args.no_plots))
 
     quantiles = _floats(args.quantiles, "--quantiles") if args.quantiles else None
     rep = report(args.dir, quantiles=quantiles, window_s=args.window_s, duration_h=args.duration_h,

@@ -23,8 +23,14 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+def _folder_mode(args: argparse.Namespace) -> bool:
+    """A sweep folder is written when one is named or a folder-only option asks for one."""
+    return bool(args.output or args.resume or args.shard or args.dask or args.force)
+
+
 def cmd_system(args: argparse.Namespace) -> int:
     import mcsmp
+    from mcsmp.api import path_of
     from mcsmp.system.report import figure, text_table
 
     sets = set_texts(args)
@@ -32,16 +38,34 @@ def cmd_system(args: argparse.Namespace) -> int:
         params = mcsmp.load_on_machine(args.machine, args.params, sets)
     else:
         params = mcsmp.load(args.params, sets)
-    points = mcsmp.run_system(params, threads=args.threads)
-    rows = [row for sp in points for row in sp.rows()]
-    keys = list(dict.fromkeys(k for sp in points for k, _ in sp.point.overrides))
+    if _folder_mode(args):
+        options = {"machine": args.machine, "seed": args.seed, "threads": args.threads, "resume": args.resume,
+                   "force": args.force, "dask": args.dask, "shard": args.shard}  # fmt: skip
+        run = mcsmp.system_sweep(params, args.output, threads=args.threads, resume=args.resume, force=args.force,
+                                 dask=args.dask, shard=args.shard, plots=not args.no_plots,
+                                 params_file=str(path_of(args.params)), options=options)  # fmt: skip
+        summary = (f"mcsmp system: {run.points} point(s), {run.units} unit(s) (policy x replication): "
+                   f"{run.simulated} simulated, {run.resumed} already complete; {run.wall_s:.1f} s")  # fmt: skip
+        if run.rendered is None:
+            print(summary)
+            print(f"shard {args.shard}: units in {run.outdir}/reps; combine all shards with `mcsmp merge DIR... -o DIR`")
+            return 0
+        rows, keys = run.rendered.rows, run.rendered.keys
+        secs, n_points = run.wall_s, run.points
+    else:
+        points = mcsmp.run_system(params, threads=args.threads)
+        rows = [row for sp in points for row in sp.rows()]
+        keys = list(dict.fromkeys(k for sp in points for k, _ in sp.point.overrides))
+        secs, n_points = sum(sp.result.seconds for sp in points), len(points)
     if args.json:
         print(json.dumps(_jsonable({"params_file": args.params, "machine": args.machine, "sets": sets, "rows": rows}), indent=1))
     else:
-        secs = sum(sp.result.seconds for sp in points)
         print(f"mcsmp system: {args.params}" + (f" on {args.machine}" if args.machine else "")
-              + f", {len(points)} point(s), seed {params.seed}, {secs:.2f} s; values are mean or quantile [95% CI]")  # fmt: skip
+              + f", {n_points} point(s), seed {params.seed}, {secs:.2f} s; values are mean or quantile [95% CI]")  # fmt: skip
         print(text_table(rows, keys))
+    if _folder_mode(args) and not args.json:  # stdout stays one JSON document
+        print(f"wrote {run.outdir}/: summary.csv, per_cpu.csv, report.txt, meta.json, reps/, hgrm/"
+              + (", plots/" if any("plots" in p.parts for p in run.rendered.files) else ""))  # fmt: skip
     if args.plot:
         x_key = args.x or (keys[0] if keys else None)
         if x_key is None:
@@ -62,4 +86,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--json", action="store_true", help="print JSON rows instead of text")
     p.add_argument("--plot", metavar="PNG", help="write throughput and race rate against the swept key")
     p.add_argument("--x", metavar="KEY", help="the swept key on the figure's x axis (default: the first)")
+    p.add_argument("-o", "--output", metavar="DIR",
+                   help="write a sweep folder (summary.csv, per_cpu.csv, reps/, hgrm/, plots/); default with "
+                   "--resume/--shard/--dask: results/<name>/ (results/<name>/shard-I/)")  # fmt: skip
+    p.add_argument("--resume", action="store_true", help="keep the units already saved in the output folder")
+    p.add_argument("--force", action="store_true", help="write into a folder made from different parameters")
+    p.add_argument("--dask", metavar="ADDRESS", help="run on a Dask scheduler (tcp://host:8786), 'local', slurm[:JOBS] ... as for mcsmp sweep")
+    p.add_argument("--shard", metavar="I/N", help="simulate only shard I of N of the units (0-based; combine with mcsmp merge)")
+    p.add_argument("--no-plots", action="store_true", help="skip the folder's figure")
     p.set_defaults(func=cmd_system)

@@ -22,6 +22,12 @@ simulated for its ``T − S_L`` histogram only.
 - **shards** (``--shard I/N``): the chunks of all points are cut into *chunk sets* of
   :data:`SHARD_SET_CHUNKS` consecutive chunks of one point, numbered over the points in order;
   shard ``I`` takes every set whose number is ``I`` modulo ``N`` (and runs with either backend).
+
+A :class:`UnitJob` is the other job kind: independent units of work that need no pilot, each run
+by a module-level function (so that Dask can ship it), e.g. the (policy, replication) pairs of a
+whole-machine simulation point (:mod:`mcsmp.system`). Both backends run one unit per task and
+call the job's ``on_unit`` as each one returns, then ``on_done(job, outputs)`` with the outputs in
+unit order; shards split units with :func:`shard_chunks` and a set size of 1.
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ from .model import CompiledModel, compile_model
 __all__ = [
     "SHARD_SET_CHUNKS",
     "Job",
+    "UnitJob",
     "dask_task_chunks",
     "parse_shard",
     "run_jobs",
@@ -121,6 +128,27 @@ class Job:
                            dict(ns or {}))  # fmt: skip
 
 
+@dataclass
+class UnitJob:
+    """Independent units of work of one point: ``work(unit)`` computes one (in any thread or Dask
+    worker: a module-level function or a :func:`functools.partial` of one); ``warm()`` (in the
+    scheduling process, before the workers start) compiles what ``work`` needs. ``on_unit(unit,
+    output)`` (optional) is called in the scheduling thread as each unit returns, so a caller can
+    save progress inside a point; ``cost`` weighs a unit on the progress bar."""
+
+    key: str
+    units: list[Any]
+    work: Callable[[Any], Any]
+    warm: Callable[[], None] = lambda: None
+    label: str = ""
+    on_unit: Callable[[Any, Any], None] | None = None
+    cost: float = 1.0
+
+    @property
+    def chunks(self) -> list[Any]:  # what the backends test for "anything to do"
+        return self.units
+
+
 def _pilot_tail(job: Job, firsts: Iterable[ChunkOutput]) -> WaitTail:
     """The second-pass table from the first passes of all the pilot chunks (own counts each);
     with strata, their combination with the exact stratum probabilities."""
@@ -162,18 +190,23 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def shard_chunks(chunk_counts: Sequence[int], shard: tuple[int, int] | None) -> list[list[int]]:
-    """For each point (by its number of chunks), the chunks that ``shard`` simulates."""
+def shard_chunks(
+    chunk_counts: Sequence[int], shard: tuple[int, int] | None, set_size: int | None = None
+) -> list[list[int]]:
+    """For each point (by its number of chunks), the chunks that ``shard`` simulates: sets of
+    ``set_size`` (default :data:`SHARD_SET_CHUNKS`, read at call time) consecutive chunks of a
+    point, numbered over the points, dealt round-robin."""
     if shard is None:
         return [list(range(n)) for n in chunk_counts]
     index, count = shard
+    set_size = SHARD_SET_CHUNKS if set_size is None else set_size
     out: list[list[int]] = []
     number = 0
     for n in chunk_counts:
         mine: list[int] = []
-        for start in range(0, n, SHARD_SET_CHUNKS):
+        for start in range(0, n, set_size):
             if number % count == index:
-                mine += range(start, min(start + SHARD_SET_CHUNKS, n))
+                mine += range(start, min(start + set_size, n))
             number += 1
         out.append(mine)
     return out
@@ -186,19 +219,21 @@ def shard_chunks(chunk_counts: Sequence[int], shard: tuple[int, int] | None) -> 
 class _Progress:
     """tqdm bar over fan-outs (pilot passes included) with points done; silent off a terminal."""
 
-    def __init__(self, jobs: Sequence[Job], enabled: bool | None) -> None:
+    def __init__(self, jobs: Sequence[Job | UnitJob], enabled: bool | None) -> None:
         from tqdm import tqdm
 
         class _Bar(tqdm):  # type: ignore[misc,type-arg]
             monitor_interval = 0  # no monitor thread: it would outlive the sweep (and forks)
 
-        total = sum(j.fanouts + j.foreign_pilot_fanouts for j in jobs)
+        # fan-outs (pilot passes included), or for unit jobs their weighted units
+        total = sum(j.fanouts + j.foreign_pilot_fanouts if isinstance(j, Job) else j.cost * len(j.units) for j in jobs)
+        what = "fan-outs" if all(isinstance(j, Job) for j in jobs) else "units"
         self.n_points = len(jobs)
         self.done = 0
         self.bar = _Bar(
-            desc=f"points 0/{len(jobs)}", total=total, unit=" fan-outs", unit_scale=True, dynamic_ncols=True,
+            desc=f"points 0/{len(jobs)}", total=total, unit=f" {what}", unit_scale=True, dynamic_ncols=True,
             smoothing=0.1, disable=None if enabled is None else not enabled, file=sys.stderr,
-            bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} fan-outs "
+            bar_format=f"{{desc}} {{percentage:3.0f}}%|{{bar}}| {{n_fmt}}/{{total_fmt}} {what} "
             "[{elapsed}<{remaining}, {rate_fmt}]",
         )  # fmt: skip
         self._describe()
@@ -206,8 +241,8 @@ class _Progress:
     def _describe(self) -> None:
         self.bar.set_description_str(f"points {self.done}/{self.n_points}", refresh=False)
 
-    def advance(self, fanouts: int) -> None:
-        self.bar.update(fanouts)
+    def advance(self, amount: float) -> None:
+        self.bar.update(amount)
 
     def point_done(self) -> None:
         self.done += 1
@@ -304,15 +339,50 @@ class _Point:
                                self.ns)  # fmt: skip
 
 
+    def advance_of(self, kind: str, out: ChunkOutput) -> float:
+        return 0 if kind == "replay" else out.fanouts
+
+
+@dataclass
+class _Units:
+    """The local scheduler's state of a :class:`UnitJob` (same interface as :class:`_Point`)."""
+
+    job: UnitJob
+    todo: collections.deque[tuple[str, int]] = field(default_factory=collections.deque)
+    outputs: dict[int, Any] = field(default_factory=dict)
+    left: int = 0
+
+    def __post_init__(self) -> None:
+        self.left = len(self.job.units)
+        self.todo.extend(("unit", i) for i in range(len(self.job.units)))
+
+    def work(self, kind: str, i: int) -> tuple[int, Any]:
+        return i, self.job.work(self.job.units[i])
+
+    def merge(self, kind: str, out: tuple[int, Any]) -> bool:
+        i, output = out
+        self.outputs[i] = output
+        if self.job.on_unit is not None:
+            self.job.on_unit(self.job.units[i], output)
+        self.left -= 1
+        return self.left == 0
+
+    def advance_of(self, kind: str, out: Any) -> float:
+        return self.job.cost
+
+    def result(self) -> list[Any]:
+        return [self.outputs[i] for i in range(len(self.job.units))]
+
+
 def _run_local(
-    jobs: Sequence[Job], threads: int, progress: _Progress, on_done: Callable[[Job, PointResult], None],
+    jobs: Sequence[Job | UnitJob], threads: int, progress: _Progress, on_done: Callable[[Any, Any], None],
     keep_samples: bool = False,
 ) -> None:  # fmt: skip
-    states = [_Point(job, keep_samples) for job in jobs]
+    states = [_Point(job, keep_samples) if isinstance(job, Job) else _Units(job) for job in jobs]
     cursor = 0
     ahead = LOOKAHEAD * threads  # queued tasks: enough to keep workers busy, few enough to keep order
 
-    def next_task() -> tuple[_Point, str, int] | None:
+    def next_task() -> tuple[_Point | _Units, str, int] | None:
         nonlocal cursor
         while cursor < len(states) and states[cursor].left == 0:
             cursor += 1
@@ -323,7 +393,7 @@ def _run_local(
         return None
 
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mcsmp")
-    pending: dict[Future[ChunkOutput], tuple[_Point, str]] = {}
+    pending: dict[Future[Any], tuple[_Point | _Units, str]] = {}
     try:
 
         def fill() -> None:
@@ -340,8 +410,7 @@ def _run_local(
             for fut in done:
                 st, kind = pending.pop(fut)
                 out = fut.result()
-                if kind != "replay":
-                    progress.advance(out.fanouts)
+                progress.advance(st.advance_of(kind, out))
                 if st.merge(kind, out):
                     on_done(st.job, st.result())
                     progress.point_done()
@@ -496,9 +565,15 @@ def _completed(client: Any, futures: list[Any]) -> Iterator[Any]:
 _POLL_S = 0.05
 
 
+def dask_unit(work: Callable[[Any], Any], warm: Callable[[], None], unit: Any) -> Any:
+    """Dask task: one unit of a :class:`UnitJob` (``warm`` first: once per worker process)."""
+    warm()
+    return work(unit)
+
+
 def _run_dask(
-    jobs: Sequence[Job], address: str | Any, threads: int, progress: _Progress,
-    on_done: Callable[[Job, PointResult], None],
+    jobs: Sequence[Job | UnitJob], address: str | Any, threads: int, progress: _Progress,
+    on_done: Callable[[Any, Any], None],
 ) -> None:  # fmt: skip
     from distributed.scheduler import KilledWorker
 
@@ -506,8 +581,15 @@ def _run_dask(
     futures: list[Any] = []
     try:
         meta: dict[str, tuple[Job, int, WaitTail | Any]] = {}  # future key -> job, chunks, its tail
+        unit_of: dict[str, tuple[UnitJob, int]] = {}  # future key -> unit job, unit index
         for order, job in enumerate(jobs):
             priority = len(jobs) - order  # earlier points first: they finish (and are saved) first
+            if isinstance(job, UnitJob):
+                for i, unit in enumerate(job.units):
+                    fut = client.submit(dask_unit, job.work, job.warm, unit, pure=False, priority=priority)
+                    unit_of[fut.key] = (job, i)
+                    futures.append(fut)
+                continue
             tail: Any = NO_WAIT_TAIL
             rest = job.chunks
             if job.pilot:
@@ -523,8 +605,27 @@ def _run_dask(
                 futures.append(fut)
         partial: dict[str, PointResult] = {}
         tails: dict[str, WaitTail] = {}
+        outputs: dict[str, dict[int, Any]] = {}  # unit jobs: outputs so far
         started = time.perf_counter()
-        for fut in _completed(client, [f for f in futures if f.key in meta]):
+        for fut in _completed(client, [f for f in futures if f.key in meta or f.key in unit_of]):
+            if fut.key in unit_of:
+                ujob, i = unit_of[fut.key]
+                try:
+                    output = fut.result()
+                except KilledWorker as exc:
+                    raise UserError(f"dask: workers died running point {ujob.label or ujob.key} ({exc}); "
+                                    "completed work is saved: rerun with --resume") from None  # fmt: skip
+                fut.release()
+                got = outputs.setdefault(ujob.key, {})
+                got[i] = output
+                if ujob.on_unit is not None:
+                    ujob.on_unit(ujob.units[i], output)
+                progress.advance(ujob.cost)
+                if len(got) == len(ujob.units):
+                    on_done(ujob, [got[k] for k in range(len(ujob.units))])
+                    del outputs[ujob.key]
+                    progress.point_done()
+                continue
             job, _, tail = meta[fut.key]
             try:
                 counts, sums, fanouts, seconds, ns = fut.result()  # a pilot's OverloadError is raised here
@@ -563,8 +664,8 @@ class _quiet:
 
 
 def run_jobs(
-    jobs: Sequence[Job],
-    on_done: Callable[[Job, PointResult], None],
+    jobs: Sequence[Job | UnitJob],
+    on_done: Callable[[Any, Any], None],
     *,
     threads: int | None = None,
     dask: str | Any | None = None,
@@ -576,12 +677,16 @@ def run_jobs(
     ``progress=None`` shows a bar only on a terminal. ``dask`` is a scheduler address, ``"local"``
     or a ``distributed.Client``. ``keep_samples`` (local only, for tests) also returns every
     fan-out's timeline. On KeyboardInterrupt, running chunks finish, queued ones are dropped and
-    the interrupt propagates; points already passed to ``on_done`` are kept.
+    the interrupt propagates; points already passed to ``on_done`` are kept. A :class:`Job`'s
+    result is a :class:`PointResult`; a :class:`UnitJob`'s the list of its units' outputs.
     """
     jobs = [j for j in jobs if j.chunks]
     threads = threads or default_threads()
     for job in jobs:  # compile (or load) once, before any worker thread; cheap once warm
-        warm_up(job.model)
+        if isinstance(job, Job):
+            warm_up(job.model)
+        else:
+            job.warm()
     bar = _Progress(jobs, progress)
     try:
         if dask is None:

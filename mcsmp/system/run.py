@@ -3,16 +3,22 @@
 Replication ``r`` of policy ``p`` draws from stream ``SFC64(SeedSequence(seed, spawn_key=(system
 key, r, 0)))`` (:func:`mcsmp.sim.engine.stream_states`, row 0): the policies of one point share
 their random numbers replication by replication, and a result depends on the parameters and the
-seed only. Replications run in a thread pool (the kernel releases the GIL) and are merged in
-replication order, so any number of threads gives bit-identical results.
+seed only. Each (policy, replication) is a unit of work of the one scheduler
+(:class:`mcsmp.sim.scheduler.UnitJob`: a thread pool, as the kernel releases the GIL, or Dask
+workers, or a shard's share) and units merge in replication order, so any number of threads,
+workers or shards gives bit-identical results.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
@@ -23,9 +29,13 @@ from ..kernels import codes as K
 from ..kernels.system import run_system
 from ..sim.engine import default_threads, stream_states
 from ..sim.histogram import Histogram, Layout
+from ..sim.scheduler import UnitJob, run_jobs
 from .model import SystemModel, compile_system, system_key
 
-__all__ = ["PolicyRun", "SystemResult", "garwood", "run_replication", "simulate_system"]
+__all__ = [
+    "PolicyRun", "Replication", "SystemResult", "SystemUnit", "garwood", "run_replication", "run_unit",
+    "simulate_system", "system_job", "system_result", "system_units", "warm_system",
+]  # fmt: skip
 
 
 def garwood(events: int, exposure: float, level: float = 0.95) -> tuple[float, float]:
@@ -134,29 +144,69 @@ class SystemResult:
     extra: dict[str, object] = field(default_factory=dict)
 
 
-def simulate_system(params: Params, threads: int | None = None, keep: int = 0) -> SystemResult:
-    """Every replication of every policy of ``params`` (``threads`` default: every core)."""
-    model = compile_system(params)
+SystemUnit = tuple[str, int]  # (policy, replication): one kernel call, the unit of work of a point
+
+
+def system_units(params: Params) -> list[SystemUnit]:
+    """The units of a point in merge order: every replication of each policy in turn."""
+    assert params.system is not None
+    return [(p, r) for p in params.policies for r in range(params.system.replications)]
+
+
+_WARM: set[str] = set()
+_WARM_LOCK = threading.Lock()
+
+
+def warm_system(params: Params) -> None:
+    """Compile (or load) the system kernel once per process, under the inter-process compile lock,
+    before any worker thread calls it (a replication too short to record anything)."""
+    if "run_system" in _WARM:
+        return
+    with _WARM_LOCK, compile_lock():
+        if "run_system" not in _WARM:
+            assert params.system is not None
+            warm = dataclasses.replace(params.system, duration_s=1e-9, warmup_s=0.0)
+            tiny = dataclasses.replace(params, system=warm)
+            run_replication(tiny, compile_system(tiny), params.policies[0], 0)
+            _WARM.add("run_system")
+
+
+def run_unit(params: Params, model: SystemModel, unit: SystemUnit, keep: int = 0) -> Replication:
+    """One unit of work (a module-level function, so that a Dask worker can be sent it)."""
+    return run_replication(params, model, unit[0], unit[1], keep=keep)
+
+
+def system_job(
+    key: str, params: Params, units: Sequence[SystemUnit] | None = None, *, model: SystemModel | None = None,
+    label: str = "", on_unit: Callable[[SystemUnit, Replication], None] | None = None, keep: int = 0,
+) -> UnitJob:  # fmt: skip
+    """The scheduler's job for ``units`` (default: all) of one system point."""
+    model = model or compile_system(params)
+    todo = system_units(params) if units is None else list(units)
+    return UnitJob(key, todo, functools.partial(run_unit, params, model, keep=keep),
+                   functools.partial(warm_system, params), label, on_unit)  # fmt: skip
+
+
+def system_result(params: Params, reps: Mapping[SystemUnit, Replication], seconds: float = 0.0,
+                  threads: int = 1) -> SystemResult:  # fmt: skip
+    """Merge every unit of a point (whatever ran them, in whatever order) in replication order."""
     sys_ = params.system
     assert sys_ is not None
+    missing = [u for u in system_units(params) if u not in reps]
+    if missing:
+        raise ValueError(f"{len(missing)} unit(s) missing, e.g. {missing[0]}")
+    layout = Layout(params.report.precision_bits)
+    runs = {p: PolicyRun(p, layout, [reps[(p, r)] for r in range(sys_.replications)], sys_.duration_s - sys_.warmup_s)
+            for p in params.policies}  # fmt: skip
+    return SystemResult(params, runs, seconds, threads)
+
+
+def simulate_system(params: Params, threads: int | None = None, keep: int = 0, *, dask: Any = None) -> SystemResult:
+    """Every replication of every policy of ``params`` (``threads`` default: every core), through
+    the one scheduler (:func:`mcsmp.sim.scheduler.run_jobs`): bit-identical for any backend."""
     threads = threads or default_threads()
-    jobs = [(p, r) for p in params.policies for r in range(sys_.replications)]
-    with compile_lock():  # compile (or load) once, before the threads call it
-        warm = params.system.__class__(**{**sys_.__dict__, "duration_s": 1e-9, "warmup_s": 0.0})
-        run_replication(_with_system(params, warm), compile_system(_with_system(params, warm)), params.policies[0], 0)
+    job = system_job("", params, keep=keep)
+    out: list[list[Replication]] = []
     started = time.perf_counter()
-    if threads == 1:
-        outs = [run_replication(params, model, p, r, keep=keep) for p, r in jobs]
-    else:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            outs = list(pool.map(lambda job: run_replication(params, model, job[0], job[1], keep=keep), jobs))
-    runs: dict[str, PolicyRun] = {}
-    for (p, _), out in zip(jobs, outs, strict=True):
-        runs.setdefault(p, PolicyRun(p, model.base.layout, [], sys_.duration_s - sys_.warmup_s)).reps.append(out)
-    return SystemResult(params, runs, time.perf_counter() - started, threads)
-
-
-def _with_system(params: Params, system: object) -> Params:
-    import dataclasses
-
-    return dataclasses.replace(params, system=system)
+    run_jobs([job], lambda _job, reps: out.append(reps), threads=threads, dask=dask, progress=False)
+    return system_result(params, dict(zip(job.units, out[0], strict=True)), time.perf_counter() - started, threads)
