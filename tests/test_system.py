@@ -295,3 +295,25 @@ def test_stall_split_agrees_with_the_crude_mean() -> None:
     se = np.hypot((hi - lo) / 2, (split.mean_ns[2] - split.mean_ns[1]) / 2) / stats.norm.ppf(0.975)
     z = (split.mean_ns[0] - crude.mean) / se
     assert abs(z) < stats.norm.ppf(1 - ALPHA / 2), (split, crude.mean, lo, hi)
+
+
+def test_race_figure_draws_zero_race_points_as_upper_bounds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A point without races has no place on the log axis: it is drawn as its exact upper bound
+    (a down arrow), never as a value near 0 (it used to be drawn at 1e-300)."""
+    from mcsmp.plots import figure as plot_figure
+    from mcsmp.system import report
+    from mcsmp.system.run import garwood
+
+    figs = []
+    monkeypatch.setattr(plot_figure, "save", lambda fig, folder, stem, **kw: figs.append(fig) or [folder / f"{stem}.png"])
+    hi0 = garwood(0, 8.0)[1]
+    rows = [{"policy": "preempt_off", "rate": x, "races": n, "ops_per_s": (1e5, 9e4, 1.1e5),
+             "race_rate_per_s": (n / 8.0, *garwood(n, 8.0))} for x, n in ((1000, 0), (4000, 5), (16000, 80))]  # fmt: skip
+    report.figure(rows, "rate", tmp_path / "race.png")
+    (fig,) = figs
+    ax2 = fig.axes[1]
+    ys = np.concatenate([np.asarray(line.get_ydata(), float) for line in ax2.get_lines()])
+    assert ys.min() > 1e-3  # nothing at the fake 1e-300
+    arrows = [ln for ln in ax2.get_lines() if ln.get_marker() == "v"]
+    assert len(arrows) == 1 and list(arrows[0].get_xdata()) == [1000] and arrows[0].get_ydata()[0] == pytest.approx(hi0)
+    assert any("0 races" in t.get_text() for t in ax2.get_legend().get_texts())

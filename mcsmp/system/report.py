@@ -176,9 +176,15 @@ def figure(rows: Sequence[dict[str, Any]], x_key: str, path: Path) -> list[Path]
         ax1.errorbar(xs, [t[0] for t in tp], yerr=[[t[0] - t[1] for t in tp], [min(t[2], 1e30) - t[0] for t in tp]],
                      marker="o", ms=3, capsize=2, label=policy, **style)  # fmt: skip
         if races:
-            rr = [r["race_rate_per_s"] for r in pr]
-            ax2.errorbar(xs, [max(t[0], 1e-300) for t in rr], yerr=[[t[0] - t[1] for t in rr], [t[2] - t[0] for t in rr]],
-                         marker="o", ms=3, capsize=2, label=policy, **style)  # fmt: skip
+            seen = [(x, r["race_rate_per_s"]) for x, r in zip(xs, pr, strict=True) if r["races"] > 0]
+            if seen:
+                ax2.errorbar([x for x, _ in seen], [t[0] for _, t in seen], yerr=[[t[0] - t[1] for _, t in seen],
+                             [t[2] - t[0] for _, t in seen]], marker="o", ms=3, capsize=2, label=policy, **style)  # fmt: skip
+            # no race seen: a log axis has no 0, so draw the exact upper bound as a down arrow
+            none = [(x, r["race_rate_per_s"][2]) for x, r in zip(xs, pr, strict=True) if r["races"] == 0]
+            if none:
+                ax2.plot([x for x, _ in none], [hi for _, hi in none], marker="v", linestyle="none",
+                         color=style.get("color"), label=f"{policy}: 0 races (95% upper bound)")  # fmt: skip
         else:
             for q, ls in (("call_ns_p50", "-"), ("call_ns_p99", ":")):
                 ax2.plot(xs, [r[q][0] for r in pr], marker="o", ms=3, color=style.get("color"), linestyle=ls,
@@ -195,6 +201,7 @@ def figure(rows: Sequence[dict[str, Any]], x_key: str, path: Path) -> list[Path]
         from matplotlib.ticker import NullFormatter
 
         ax2.xaxis.set_minor_formatter(NullFormatter())  # the 2..9 minor labels overlap
+        ax2.legend(fontsize=7)
     else:
         ax2.set_ylabel("call_ns (ns)")
         ax2.set_title("call_ns: p50 solid, p99 dotted")
