@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -237,8 +237,6 @@ def _sweep_locked(
         "runs": history, "points": entries,
     }  # fmt: skip
     stats = {"points": 0, "fanouts": 0, "targets": 0}
-    run: dict[str, Any] = {}
-
     by_id = {e["id"]: e for e in entries}
 
     def on_done(job: Job, result: PointResult) -> None:
@@ -248,70 +246,87 @@ def _sweep_locked(
         stats["fanouts"] += result.fanouts
         stats["targets"] += result.target_samples
 
-    def record(status: str, final: bool = True) -> dict[str, Any]:
-        """Write meta.json with this run's status; a final failure record may use the disk reserve."""
-        wall = time.perf_counter() - started_wall
-        run.clear()
-        run.update({
-            "started": started, "finished": _now() if final else None, "status": status, "wall_s": round(wall, 3),
-            "backend": "dask" if dask else "local", "dask": dask if isinstance(dask, str) or dask is None else "client",
-            "threads": threads or default_threads(),
-            "points_simulated": stats["points"], "points_resumed": resumed, "fanouts": stats["fanouts"],
-            "fanouts_per_s": stats["fanouts"] / wall if wall > 0 else None,
-            "target_samples_per_s": stats["targets"] / wall if wall > 0 else None,
-        })  # fmt: skip
-        meta.update(status=status, finished=run["finished"], wall_s=run["wall_s"],
-                    samples_per_second=run["fanouts_per_s"], target_samples_per_second=run["target_samples_per_s"])
-        meta["runs"] = [*history, dict(run)]
-        write_meta(outdir, meta)
-        return dict(run)
+    def figures(wall: float) -> dict[str, Any]:
+        return {"points_simulated": stats["points"], "points_resumed": resumed, "fanouts": stats["fanouts"],
+                "fanouts_per_s": stats["fanouts"] / wall if wall > 0 else None,
+                "target_samples_per_s": stats["targets"] / wall if wall > 0 else None}  # fmt: skip
 
-    def fail(status: str) -> None:
-        """Record a failed or interrupted run, on a full disk too (never raises: the original
-        error is the one reported)."""
-        try:
-            record(status)
-        except UserError:
-            _write_meta_last(outdir, meta, lock)
-
-    def interrupted() -> None:
-        fail("interrupted")
+    def interrupted() -> str:
         total = sum(1 for e in entries if e["chunks"])
-        done = total - len(jobs) + stats["points"]
-        print(f"mcsmp: interrupted: {done} of {total} point(s) are complete in {outdir}/{HIST_DIR}; "
-              "continue with the same command and --resume", file=sys.stderr)  # fmt: skip
+        return f"{total - len(jobs) + stats['points']} of {total} point(s) are complete in {outdir}/{HIST_DIR}"
 
-    # room for the final meta.json on a full disk (the lock file holds it until then)
-    lock.reserve(_reserve_bytes(meta))
-    @contextmanager
-    def recorded() -> Iterator[None]:
-        """Whatever stops the work is recorded in meta.json before it propagates."""
-        try:
-            yield
-        except KeyboardInterrupt:
-            interrupted()
-            raise
-        except BaseException:
-            fail("failed")
-            raise
-
-    with recorded():
-        record("running", final=False)
+    rec = RunRecord(outdir, meta, history, lock, started_wall, dask=dask, threads=threads, figures=figures,
+                    meta_figures=lambda run: {"samples_per_second": run["fanouts_per_s"],
+                                              "target_samples_per_second": run["target_samples_per_s"]})  # fmt: skip
+    with rec.recorded(interrupted):
+        rec.record("running", final=False)
         run_jobs(jobs, on_done, threads=threads, dask=dask, progress=progress)
         if shard_t:
-            done = record("complete")
+            done = rec.record("complete")
         else:
-            record("rendering", final=False)
+            rec.record("rendering", final=False)
+    run = rec.run
     outcome = SweepRun(outdir, len(points), stats["points"], resumed, stats["fanouts"], run["wall_s"],
                        run["fanouts_per_s"], None, dict(run))  # fmt: skip
     if shard_t:
         outcome.run = done
         return outcome
-    with recorded():
+    with rec.recorded(interrupted):
         outcome.rendered = render_dir(outdir, plots=plots)
-        outcome.run = record("complete")
+        outcome.run = rec.record("complete")
     outcome.wall_s = outcome.run["wall_s"]
     return outcome
+
+
+class RunRecord:
+    """This run's entry in ``meta.json`` (a sweep folder of either engine): rewritten at every status
+    change, and a failure or interruption is recorded before it propagates, on a full disk too
+    (the lock holds a reserve for the last write)."""
+
+    def __init__(self, outdir: Path, meta: dict[str, Any], history: list[dict[str, Any]], lock: FolderLock,
+                 started_wall: float, *, dask: str | Any | None, threads: int | None,
+                 figures: Callable[[float], dict[str, Any]],
+                 meta_figures: Callable[[dict[str, Any]], dict[str, Any]] = lambda run: {}) -> None:  # fmt: skip
+        self.outdir, self.meta, self.history, self.lock = outdir, meta, history, lock
+        self.started_wall, self.started = started_wall, meta["started"]
+        self.backend = {"backend": "dask" if dask else "local",
+                        "dask": dask if isinstance(dask, str) or dask is None else "client",
+                        "threads": threads or default_threads()}  # fmt: skip
+        self.figures, self.meta_figures = figures, meta_figures
+        self.run: dict[str, Any] = {}
+        lock.reserve(_reserve_bytes(meta))  # room for the final meta.json (the lock file holds it until then)
+
+    def record(self, status: str, final: bool = True) -> dict[str, Any]:
+        """Write meta.json with this run's status and figures so far."""
+        wall = time.perf_counter() - self.started_wall
+        self.run = {"started": self.started, "finished": _now() if final else None, "status": status,
+                    "wall_s": round(wall, 3), **self.backend, **self.figures(wall)}  # fmt: skip
+        self.meta.update(status=status, finished=self.run["finished"], wall_s=self.run["wall_s"],
+                         **self.meta_figures(self.run))  # fmt: skip
+        self.meta["runs"] = [*self.history, dict(self.run)]
+        write_meta(self.outdir, self.meta)
+        return dict(self.run)
+
+    def fail(self, status: str) -> None:
+        """Record a failed or interrupted run (never raises: the original error is the one reported)."""
+        try:
+            self.record(status)
+        except UserError:
+            _write_meta_last(self.outdir, self.meta, self.lock)
+
+    @contextmanager
+    def recorded(self, interrupted: Callable[[], str]) -> Iterator[None]:
+        """Whatever stops the work is recorded in meta.json before it propagates; on Ctrl-C,
+        ``interrupted()`` says what is saved."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.fail("interrupted")
+            print(f"mcsmp: interrupted: {interrupted()}; continue with the same command and --resume", file=sys.stderr)
+            raise
+        except BaseException:
+            self.fail("failed")
+            raise
 
 
 def merge(dirs: Sequence[str | Path], out: str | Path, *, force: bool = False, plots: bool = True) -> RenderReport:

@@ -36,7 +36,15 @@ from ..io.hgrm import write_hgrm, write_hlog
 from ..io.histfile import hist_path, load_hist
 from ..io.meta import load_meta
 from ..io.report import text_report
-from ..io.tables import PointRows, cpu_ranges, csv_text, mask_table, per_cpu_table, summary_header, summary_rows
+from ..io.tables import (
+    PointRows,
+    cpu_ranges,
+    csv_text,
+    mask_table,
+    per_cpu_table,
+    summary_header,
+    summary_rows,
+)
 from ..metrics import METRICS, compute_metrics, difference_rows, paired_histograms
 from ..plots import PlotPoint, plot_point, render_plots
 from ..sim import PointResult, chunk_sizes

@@ -24,11 +24,9 @@ merge`` and ``mcsmp report`` work on these folders too.
 from __future__ import annotations
 
 import math
-import sys
 import time
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,17 +37,33 @@ import yaml
 from .._util import sha256_json
 from ..config import Point, build_params, raw_from_dict
 from ..errors import UserError
-from ..io.atomic import FolderLock, atomic_open, check_output_dir, fsync_dir, remove_stale_temporaries, write_atomic
+from ..io.atomic import (
+    FolderLock,
+    atomic_open,
+    check_output_dir,
+    fsync_dir,
+    remove_stale_temporaries,
+    write_atomic,
+)
 from ..io.hgrm import write_hgrm
 from ..io.meta import environment, histogram_settings, load_meta, write_meta
 from ..io.tables import csv_text
 from ..kernels import codes as K
-from ..sim import STREAM_SCHEME, default_threads
+from ..sim import STREAM_SCHEME
 from ..sim.scheduler import parse_shard, run_jobs, shard_chunks
 from ..system import compile_system
 from ..system.report import figure, policy_row, text_table
 from ..system.run import Replication, SystemUnit, system_job, system_result, system_units
-from .folder import _check_folder, _now, _point_entries, _reserve_bytes, _write_meta_last, default_outdir, run_history
+from .folder import (
+    RunRecord,
+    _check_folder,
+    _now,
+    _point_entries,
+    _reserve_bytes,
+    _write_meta_last,
+    default_outdir,
+    run_history,
+)
 from .render import HGRM_DIR, PLOTS_DIR, _remove_stale
 
 __all__ = [
@@ -348,55 +362,26 @@ def _locked(points: Sequence[Point], entries: list[dict[str, Any]], models: list
         "histogram": histogram_settings(points[0].params.report.precision_bits),
         "status": "running", "started": started, "finished": None, "runs": history, "points": entries,
     }  # fmt: skip
-    run: dict[str, Any] = {}
+    def figures(wall: float) -> dict[str, Any]:
+        return {"units_simulated": stats["units"], "units_resumed": resumed, "events": stats["events"],
+                "events_per_s": stats["events"] / wall if wall > 0 else None}  # fmt: skip
 
-    def record(status: str, final: bool = True) -> dict[str, Any]:
-        wall = time.perf_counter() - started_wall
-        run.clear()
-        run.update({
-            "started": started, "finished": _now() if final else None, "status": status, "wall_s": round(wall, 3),
-            "backend": "dask" if dask else "local", "dask": dask if isinstance(dask, str) or dask is None else "client",
-            "threads": threads or default_threads(), "units_simulated": stats["units"], "units_resumed": resumed,
-            "events": stats["events"], "events_per_s": stats["events"] / wall if wall > 0 else None,
-        })  # fmt: skip
-        meta.update(status=status, finished=run["finished"], wall_s=run["wall_s"])
-        meta["runs"] = [*history, dict(run)]
-        write_meta(outdir, meta)
-        return dict(run)
+    def interrupted() -> str:
+        return f"{resumed + stats['units']} of {sum(e['units'] for e in entries)} unit(s) are saved in {outdir}/{REPS_DIR}"
 
-    def fail(status: str) -> None:
-        try:
-            record(status)
-        except UserError:
-            _write_meta_last(outdir, meta, lock)
+    rec = RunRecord(outdir, meta, history, lock, started_wall, dask=dask, threads=threads, figures=figures)
 
-    lock.reserve(_reserve_bytes(meta))
-
-    @contextmanager
-    def recorded() -> Iterator[None]:
-        try:
-            yield
-        except KeyboardInterrupt:
-            fail("interrupted")
-            total = sum(e["units"] for e in entries)
-            print(f"mcsmp: interrupted: {resumed + stats['units']} of {total} unit(s) are saved in {outdir}/{REPS_DIR}; "
-                  "continue with the same command and --resume", file=sys.stderr)  # fmt: skip
-            raise
-        except BaseException:
-            fail("failed")
-            raise
-
-    with recorded():
-        record("running", final=False)
+    with rec.recorded(interrupted):
+        rec.record("running", final=False)
         run_jobs(jobs, lambda job, reps: None, threads=threads, dask=dask, progress=progress)
         if not shard_t:
-            record("rendering", final=False)
+            rec.record("rendering", final=False)
     n_units = sum(e["units"] for e in entries)
     outcome = SystemSweepRun(outdir, len(points), n_units, stats["units"], resumed, 0.0)
-    with recorded():
+    with rec.recorded(interrupted):
         if not shard_t:
             outcome.rendered = render_system_dir(outdir, plots=plots)
-        outcome.run = record("complete")
+        outcome.run = rec.record("complete")
     outcome.wall_s = outcome.run["wall_s"]
     return outcome
 
