@@ -902,6 +902,7 @@ def run_system(
                 act = ACT_NONE
                 ph = t_phase[tk]
                 nxt = -1  # what comes next: NX_LOCK, NX_SEND, NX_WAIT, NX_FINISH
+                took = -1  # the csd csd_lock() just took (after a spin or at once)
                 if ph == PH_WORK:
                     act = ACT_BEGIN
                     continue
@@ -913,20 +914,7 @@ def run_system(
                     nxt = NX_LOCK
                 elif ph == PH_LOCK:  # the spin saw the csd released and took it
                     t_spin[tk] += now - t_spin_from[tk]
-                    j = t_j[tk]
-                    x = t_csd[tk, j]
-                    csd_task[x] = tk
-                    csd_sync[x] = t_op[tk] == OP_MANY_SYNC or t_op[tk] == OP_SINGLE_SYNC
-                    if t_enxio[tk]:  # the target is offline: csd_unlock() at once
-                        size = _push(ht, hk, ha, hb, hq, size, seq, now, EV_RELEASE, x, c)
-                        seq += 1
-                        t_k[tk] = 0
-                        t_j[tk] = 0
-                        nxt = NX_SEND
-                    else:
-                        q, rs = sample(index, table, slot[D_QUEUE], rs)
-                        t_phase[tk] = PH_QUEUE
-                        dt = q + transfer[cls_of[c, t_tgt[tk, j]]]
+                    took = t_csd[tk, t_j[tk]]
                 elif ph == PH_QUEUE:  # llist_add() done: an IPI only if the queue was empty
                     j = t_j[tk]
                     x = t_csd[tk, j]
@@ -1014,7 +1002,6 @@ def run_system(
                         nxt = NX_SEND
                     else:
                         x = t_csd[tk, j]
-                        t = t_tgt[tk, j]
                         if csd_locked[x]:  # spin in csd_lock() until the holder's target releases it
                             # a lock another CPU took less than the window ago still looks clear
                             if plain_lock and csd_holder[x] != c and now - csd_acq[x] < window and rec:
@@ -1028,18 +1015,20 @@ def run_system(
                             csd_locked[x] = True
                             csd_holder[x] = c
                             csd_acq[x] = now
-                            csd_task[x] = tk
-                            csd_sync[x] = t_op[tk] == OP_MANY_SYNC or t_op[tk] == OP_SINGLE_SYNC
-                            if t_enxio[tk]:  # the target is offline: csd_unlock() at once
-                                size = _push(ht, hk, ha, hb, hq, size, seq, now, EV_RELEASE, x, c)
-                                seq += 1
-                                t_k[tk] = 0
-                                t_j[tk] = 0
-                                nxt = NX_SEND
-                            else:
-                                q, rs = sample(index, table, slot[D_QUEUE], rs)
-                                t_phase[tk] = PH_QUEUE
-                                dt = q + transfer[cls_of[c, t]]
+                            took = x
+                if took >= 0:  # the csd is this call's: its owner and type, then llist_add() or -ENXIO
+                    csd_task[took] = tk
+                    csd_sync[took] = t_op[tk] == OP_MANY_SYNC or t_op[tk] == OP_SINGLE_SYNC
+                    if t_enxio[tk]:  # the target is offline: csd_unlock() at once
+                        size = _push(ht, hk, ha, hb, hq, size, seq, now, EV_RELEASE, took, c)
+                        seq += 1
+                        t_k[tk] = 0
+                        t_j[tk] = 0
+                        nxt = NX_SEND
+                    else:
+                        q, rs = sample(index, table, slot[D_QUEUE], rs)
+                        t_phase[tk] = PH_QUEUE
+                        dt = q + transfer[cls_of[c, t_tgt[tk, t_j[tk]]]]
                 if nxt == NX_SEND:  # the next ICR write: one per target, or per x2APIC cluster
                     j = t_j[tk]
                     while j < t_k[tk] and not t_need[tk, j]:
