@@ -42,7 +42,7 @@ import numpy_reference  # noqa: E402
 from mcsmp import __version__  # noqa: E402
 from mcsmp.config import (  # noqa: E402
     Params,
-    expand,  # noqa: E402
+    expand,
     load_raw,
 )
 from mcsmp.metrics import paired_mean_difference  # noqa: E402

@@ -15,7 +15,18 @@ The layers, each importing only from those below it: ``kernels`` (compiled, trus
 """
 
 from ._version import __version__
-from .api import Result, SystemPoint, load, load_on_machine, points, presets, run, run_system, sweep, system_sweep
+from .api import (
+    Result,
+    SystemPoint,
+    load,
+    load_on_machine,
+    points,
+    presets,
+    run,
+    run_system,
+    sweep,
+    system_sweep,
+)
 from .config import Params, Point
 from .errors import OverloadError, ParamError, UserError
 from .metrics import METRICS, MetricRow

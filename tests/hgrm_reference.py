@@ -4,6 +4,7 @@ test_outputs.py)."""
 from __future__ import annotations
 
 from pathlib import Path
+
 __all__ = ["read_hgrm"]
 
 

@@ -42,7 +42,7 @@ def _captures(pages: int, data: Path = DATA, cond: str = "p", rounds: int = 6) -
     return list(_parsed(pages, data, cond, rounds))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parsed(pages: int, data: Path, cond: str, rounds: int) -> tuple:
     files = sorted(data.glob(f"{cond}{pages}_r*.trace.gz"))
     assert len(files) == rounds

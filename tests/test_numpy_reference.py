@@ -28,8 +28,8 @@ from mcsmp.kernels import codes as K
 from mcsmp.sim import run_point
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import draw_floor  # noqa: E402
-import numpy_reference  # noqa: E402
+import draw_floor
+import numpy_reference
 
 ALPHA_FAMILY = 1e-3
 N = 60_000  # fan-outs per side

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -13,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from scipy import stats
 from hgrm_reference import read_hgrm
+from scipy import stats
 
 from mcsmp.cli import main
 from mcsmp.config import expand, load_raw
@@ -528,7 +527,7 @@ def _capture(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, objec
         return []
 
     monkeypatch.setattr(figure, "save", keep)
-    monkeypatch.setattr(figure, "atomic_open", lambda *a, **k: open(tmp_path / "pages.pdf", "wb"))  # noqa: SIM115
+    monkeypatch.setattr(figure, "atomic_open", lambda *a, **k: open(tmp_path / "pages.pdf", "wb"))
     return captured
 
 

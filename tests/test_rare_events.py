@@ -27,6 +27,7 @@ from scipy import optimize, stats
 from mcsmp._jit import kernel
 from mcsmp.api import load
 from mcsmp.config import Params
+from mcsmp.config.rare import PARETO_TAIL_SHARE
 from mcsmp.kernels.fanout import _candidate_category, _first_tail_index, _tail_residual
 from mcsmp.kernels.rng import seed_state
 from mcsmp.kernels.sampling import sample_residual_row
@@ -34,7 +35,6 @@ from mcsmp.metrics import compute_metrics
 from mcsmp.sim import PointResult, run_point
 from mcsmp.sim.engine import CHUNK_FANOUTS
 from mcsmp.sim.model import compile_model
-from mcsmp.config.rare import PARETO_TAIL_SHARE
 
 F_IRQ = 0.02
 BODY = (0.99946, 2250.0, 0.86)  # weight, median, sigma (lognormal)

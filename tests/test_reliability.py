@@ -23,14 +23,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import ZERO_BASE
 
 import mcsmp
 from mcsmp.cli import main
 from mcsmp.errors import UserError
 from mcsmp.io import atomic
 from mcsmp.io.atomic import FolderLock
-
-from conftest import ZERO_BASE
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "params" / "smoke.yaml"

@@ -31,7 +31,7 @@ from mcsmp.sim.model import compile_model
 from mcsmp.system import compile_system, run_replication, simulate_system
 
 sys.path.insert(0, str(Path(__file__).parent))
-from naive_system import NaiveSystem  # noqa: E402
+from naive_system import NaiveSystem
 
 BASE = Path(__file__).parent / "data" / "system-base.yaml"
 ALPHA = 1e-3

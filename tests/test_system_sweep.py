@@ -8,7 +8,6 @@ SIGKILL part-way and resumed; bad input is one line and exit status 2.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -129,7 +128,7 @@ def test_resume_keeps_saved_units_and_is_identical(reference: Path, tmp_path: Pa
     assert main(["system", *_args(), "-o", str(out), "--threads", "1"]) == 0
     for p in (out / REPS_DIR).glob("*.npz"):  # keep the first half of each point's units, as after a kill
         params, units, base = load_reps(p)
-        save_reps(p, params, {u: r for u, r in units.items() if u[1] < 2 and u[0] == "preempt_off" or u[1] == 0}, base)
+        save_reps(p, params, {u: r for u, r in units.items() if (u[1] < 2 and u[0] == "preempt_off") or u[1] == 0}, base)
     run = mcsmp.system_sweep(mcsmp.load(BASE, SETS), out, resume=True, threads=1, progress=False)
     assert (run.resumed, run.simulated) == (6, 6)
     assert _outputs(out) == _outputs(reference)

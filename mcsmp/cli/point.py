@@ -63,7 +63,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     import yaml
 
     import mcsmp
-
     from mcsmp.config.rules import kernel_warnings
 
     points = mcsmp.points(load_params(args))

@@ -71,7 +71,6 @@ from .codes import (
     I_CALL,
     I_CEILING,
     I_CLUSTER_MODE,
-    I_CLUSTER_SIZE,
     I_CPUS,
     I_CSD_DEBUG,
     I_INFO_BYTES,
@@ -324,7 +323,6 @@ def run_chunk(
     count_max = ip[I_INVLPGB_COUNT_MAX]
     after_sender = ip[I_ORDER_AFTER_SENDER] == 1
     cluster_mode = ip[I_CLUSTER_MODE] == 1
-    cluster_size = ip[I_CLUSTER_SIZE]
     placement = ip[I_PLACEMENT]
     reentry = ip[I_REENTRY] == 1 and wait_tail_cum.shape[0] > 0
     uniform_rate = ip[I_UNIFORM_RATE] == 1

@@ -285,7 +285,6 @@ def run_system(
     csd_holder = np.full(n_csd, -1, dtype=np.int64)  # CPU that holds the lock
     csd_acq = np.full(n_csd, -math.inf)  # when the lock was taken
     csd_task = np.full(n_csd, -1, dtype=np.int64)  # task whose call the csd carries
-    csd_target = np.zeros(n_csd, dtype=np.int64)
     csd_sync = np.zeros(n_csd, dtype=np.bool_)
     csd_dep = np.full(n_csd, -1.0)  # departure of the IPI that announced it (-1: coalesced)
     csd_next = np.full(n_csd, -1, dtype=np.int64)  # call_single_queue link
@@ -322,7 +321,6 @@ def run_system(
     t_gen = np.zeros(n_tasks, dtype=np.int64)
     t_two = np.zeros(n_tasks, dtype=np.bool_)  # stack request straddles two lines
     t_last_read = np.full(n_tasks, -math.inf)  # line serialisation of the request reads
-    t_local = np.zeros(n_tasks)
 
     # ---- CPUs -------------------------------------------------------------------------------------
     cur = np.zeros(n, dtype=np.int64)  # running task

@@ -17,11 +17,11 @@ from ..io.atomic import atomic_open
 
 __all__ = [
     "PANELS_PER_PAGE",
-    "ROWS_PER_PAGE",
-    "WINDOW_PANELS_PER_PAGE",
     "PLACEMENT_STYLE",
     "POLICY_STYLE",
     "RC",
+    "ROWS_PER_PAGE",
+    "WINDOW_PANELS_PER_PAGE",
     "fmt_ns",
     "new_figure",
     "ns_axis",
