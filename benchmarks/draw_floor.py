@@ -241,6 +241,8 @@ def _floor_chunk(model: CompiledModel, n: int, state: np.ndarray, tail: np.ndarr
 def _check_scope(params: Params) -> None:
     if params.workload.call == "single":  # its polling draw and one-target path are not mirrored here
         raise NotImplementedError("draw_floor: smp_call_function_single() (docs/model.md 9.37) is not modelled here")
+    if params.ipi.sender_preempt_hz > 0:  # its Poisson draws are not mirrored here
+        raise NotImplementedError("draw_floor: host preemption of the sender's vCPU (docs/model.md 9.39) is not modelled here")
 
 
 def check_same_draws(params: Params, n: int = 4096, tail: np.ndarray | None = None, scale: float = 0.0) -> bool:

@@ -138,6 +138,9 @@ def _check_scope(p: Params) -> None:
     if w.call == "single":
         raise NotImplementedError("numpy_reference: smp_call_function_single() (issue 10, docs/model.md 9.37) "
                                   "is not modelled here; tests/naive.py covers it")
+    if p.ipi.sender_preempt_hz > 0:
+        raise NotImplementedError("numpy_reference: host preemption of the sender's vCPU (issue 10, docs/model.md 9.39) "
+                                  "is not modelled here; tests/naive.py covers it")
     if w.call != "tlb_flush_kernel" and (w.mm_cpus is not None or w.target_prob < 1.0):
         raise NotImplementedError("numpy_reference: every other CPU must be a target")
     kernel_preemptible = p.kernel.preemption in ("full", "lazy", "rt")

@@ -57,6 +57,9 @@ otherwise):
   ``c_j = h_j + work_j + transfer(class_j) + info_j``;
 - ``H`` of ``preemptible_wait`` equals its ``P`` (``T`` when the context does not allow
   preemption); the table in §3 literally says ``S_L``;
+- ``ipi.sender_preempt_hz`` (docs/model.md 9.39): ``Poisson(hz · 1e-9 · (T₀ − S_L))`` host
+  preemptions of the sender's vCPU during its wait ``T₀ − S_L``, each one full
+  ``remote.vcpu_preempted.length`` draw, are added to ``T`` (so to every ``P``/``H`` that is ``T``-based);
 - the re-entry spin is one draw per fan-out, with probability ``λ_sender · E[T − S_L] · 1e-9``,
   of the equilibrium residual of the first pass's ``T − S_L`` (given here as a histogram, read as
   piecewise uniform inside its buckets), added to ``P`` (and ``H``) of the non-mainline policies
@@ -283,6 +286,7 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
     irq_entry, func = Sampler.of(params.costs.irq_entry_ns, rng), Sampler.of(params.costs.func_ns, rng)
     send, delivery = Sampler.of(params.ipi.send_ns, rng), Sampler.of(params.ipi.delivery_ns, rng)
     cross = Sampler.of(params.ipi.cross_socket_ns, rng)
+    host_slice = Sampler.of(params.remote.vcpu_preempted.length, rng)
     delivery_common, handler_fixed = Sampler.of(params.ipi.delivery_common_ns, rng), Sampler.of(tlb.handler_fixed_ns, rng)
     apic_span = 1
     while apic_span < per_socket:
@@ -480,6 +484,8 @@ def simulate(params: Params, n: int, seed: int, wait_tail: HistogramResidual | N
         for j in range(k):
             o = max(o, comp[j]) + transfer[cls[j]]
         T = o
+        if params.ipi.sender_preempt_hz > 0:  # the host preempts the sender's vCPU during its wait
+            T += sum(host_slice() for _ in range(rng.poisson(params.ipi.sender_preempt_hz * 1e-9 * (T - S_L))))
 
         # §3 policies on this timeline
         u = U()

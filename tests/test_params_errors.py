@@ -90,6 +90,9 @@ CASES: dict[str, tuple[str, tuple[int, int], str | None, tuple[str, ...]]] = {
     "polling_prob_out_of_range": (
         "remote:\n  idle: {polling_prob: 1.5}\n", (2, 10), "remote.idle.polling_prob", ("must be in [0, 1]", "1.5"),
     ),
+    "sender_preempt_hz_negative": (
+        "ipi: {sender_preempt_hz: -5}\n", (1, 7), "ipi.sender_preempt_hz", ("-5",),
+    ),
 }  # fmt: skip
 
 

@@ -191,3 +191,34 @@ def test_single_call_policies_and_no_reentry_spin(tmp_path: Path) -> None:
     # csdlock_debug: __csd_lock_wait() runs under guard(preempt), pinned like the many-call wait
     s = _samples(tmp_path, **over, **{"kernel.csdlock_debug": True})
     assert np.all(s[:, K.N_SAMPLE_COLS : K.N_SAMPLE_COLS + 8] == T)
+
+
+# ---- the sender's vCPU preempted by the host during its wait (docs/model.md 9.39) ---------------
+
+
+def test_sender_vcpu_preemption_adds_poisson_slices_to_the_wait(tmp_path: Path) -> None:
+    # a wait of constant running time W = T0 − S_L, rate r, constant slice L: N ~ Poisson(r·W) slices,
+    # T = T0 + N·L exactly, E[T] = T0 + r·W·L; the guest sees no preemption: preempt_off's P and H
+    # keep the slices, the series' early put_cpu() (P = H = S_L) does not
+    n, rate, slice_ns = 20_000, 1e6, 10_000.0
+    over = {**SINGLE, "policies": FOUR, "workload.caller.preemptible": 0.5, "workload.caller.preempt_disabled": 0.5,
+            "ipi.sender_preempt_hz": rate, "remote.vcpu_preempted.length": slice_ns}  # fmt: skip
+    s = _samples(tmp_path, n, **over)
+    S, T0 = _single_closed_form(40)
+    mean_count = rate * 1e-9 * (T0 - S)
+    count = (s[:, K.S_T] - T0) / slice_ns
+    assert np.all(count == np.round(count)) and count.min() == 0
+    assert abs(count.mean() - mean_count) < 5 * np.sqrt(mean_count / n)  # Poisson: variance = mean
+    assert abs((count == 0).mean() - np.exp(-mean_count)) < 5 * np.sqrt(np.exp(-mean_count) / n)
+    assert np.all(s[:, K.S_SL] == S)
+    pre = s[:, K.S_CONTEXT] == K.CTX_PREEMPTIBLE
+    P, H = s[:, K.N_SAMPLE_COLS : K.N_SAMPLE_COLS + 4], s[:, K.N_SAMPLE_COLS + 4 :]
+    assert np.all(P[:, 0] == s[:, K.S_T]) and np.all(H[:, 0] == s[:, K.S_T])
+    for i in (1, 2, 3):
+        assert np.all(P[pre, i] == S) and np.all(H[pre, i] == S)
+        assert np.all(P[~pre, i] == s[~pre, K.S_T]) and np.all(H[~pre, i] == s[~pre, K.S_T])
+    # at the default 0 the key is left out of the resolved parameters (point ids stand) and T is T0
+    params = build_zero_params(tmp_path, {"samples": 100, "ipi.send_ns": SEND, **SINGLE, "ipi.sender_preempt_hz": 0})
+    assert "sender_preempt_hz" not in params.resolved["ipi"]
+    assert "sender_preempt_hz" in build_zero_params(tmp_path, {"ipi.send_ns": SEND, **over}).resolved["ipi"]
+    assert np.all(_samples(tmp_path, 200, **{**over, "ipi.sender_preempt_hz": 0})[:, K.S_T] == T0)

@@ -450,6 +450,7 @@ def build_params(raw: RawParams) -> Params:
         shorthand=b.boolean("ipi.shorthand"),
         delivery_common_ns=b.dist("ipi.delivery_common_ns"),
         pv_tlb_flush=b.boolean("ipi.pv_tlb_flush"),
+        sender_preempt_hz=b.number("ipi.sender_preempt_hz"),
     )
     remote = Remote(
         irq_off=RemoteState(b.number("remote.irq_off.fraction", hi=1.0), b.dist("remote.irq_off.length")),
@@ -539,6 +540,8 @@ def build_params(raw: RawParams) -> Params:
     idle = data["remote"]["idle"]
     if not idle.get("polling_prob"):  # issue 10's key at its default 0: old point ids and streams stand
         data["remote"] = {**data["remote"], "idle": {k: v for k, v in idle.items() if k != "polling_prob"}}
+    if not data["ipi"].get("sender_preempt_hz"):  # the same for 9.39's key at its default 0
+        data["ipi"] = {k: v for k, v in data["ipi"].items() if k != "sender_preempt_hz"}
     return Params(
         name=name, seed=seed, samples=samples, policies=policies, machine=machine, kernel=kernel,
         workload=workload, costs=costs, ipi=ipi, remote=remote, tlb=tlb, cache=cache, policy=policy,

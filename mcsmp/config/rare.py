@@ -80,7 +80,8 @@ def crude_only(params: Params) -> bool:
     pv = params.ipi.pv_tlb_flush and w.call == "tlb_flush"
     freed = w.freed_tables_prob > 0 and w.call == "tlb_flush"
     polling = w.call == "single" and params.remote.idle.fraction * params.remote.idle.polling_prob > 0
-    return bool(pv or freed or polling or (tlb_call and params.tlb.mechanism == "invlpgb"))
+    sender_preempt = params.ipi.sender_preempt_hz > 0  # its draws follow T; kept crude for simplicity (9.39)
+    return bool(pv or freed or polling or sender_preempt or (tlb_call and params.tlb.mechanism == "invlpgb"))
 
 
 def target_prob_of(params: Params) -> float:

@@ -118,6 +118,7 @@ class Ipi:
     shorthand: bool  # apic_use_ipi_shorthand: a full mask goes out as one all-but-self write
     delivery_common_ns: Dist  # drawn once per fan-out, added to every target's delivery
     pv_tlb_flush: bool  # KVM guest: kvm_flush_tlb_multi() drops preempted vCPUs, stays preempt-off
+    sender_preempt_hz: float = 0.0  # KVM guest: host preemptions of the sender's vCPU per second of its csd wait (9.39)
 
 
 @dataclass(frozen=True)

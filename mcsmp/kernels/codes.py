@@ -28,7 +28,8 @@ F_ALLOC_NS, F_ALLOC_FAIL, F_RLOCK_NS, F_REENTRY_SCALE = range(13, 17)
 F_PV_DROP = 17  # issue 10: probability that kvm_flush_tlb_multi() drops a target (9.30)
 F_FREED_TABLES = 18  # issue 10: probability that a user-mm flush freed page tables (9.33)
 F_POLLING = 19  # issue 10: probability that a single call's target idles polling, so gets no IPI (9.37)
-N_FP = 20
+F_SENDER_PREEMPT = 20  # issue 10: host preemptions of the sender's vCPU per ns of its csd wait (9.39)
+N_FP = 21
 
 # ---- distribution slots (rows of the distribution index) --------------------------------------
 D_ENTRY, D_QUEUE, D_IRQ_ENTRY, D_FUNC, D_SEND, D_DELIVERY, D_CROSS_SOCKET = range(7)

@@ -56,6 +56,7 @@ from .codes import (
     F_PV_DROP,
     F_REENTRY_SCALE,
     F_RLOCK_NS,
+    F_SENDER_PREEMPT,
     F_SERIALIZE,
     F_T_REMOTE,
     F_T_SMT,
@@ -318,6 +319,7 @@ def run_chunk(
     call = ip[I_CALL]
     is_tlb = call == CALL_TLB or call == CALL_TLB_KERNEL  # both TLB calls carry a flush_tlb_info
     polling_prob = fp[F_POLLING]  # > 0 only for single calls (mcsmp.sim.model)
+    sender_preempt = fp[F_SENDER_PREEMPT]  # host preemptions per ns of the csd wait (9.39)
     shorthand = ip[I_SHORTHAND] == 1
     broadcast = ip[I_BROADCAST] == 1  # AMD INVLPGB: no targets, no IPIs (9.31)
     count_max = ip[I_INVLPGB_COUNT_MAX]
@@ -697,6 +699,15 @@ def run_chunk(
             wait_counts[bucket(v, shift, base, overflow)] += 1
             wait_sum += v
         t_end = o
+        if sender_preempt > 0.0:  # 9.39: host preemptions of the sender's vCPU, Poisson in the wait's running time
+            run_left = t_end - s_l
+            while True:
+                u, rs = uniform(rs)
+                run_left += math.log1p(-u) / sender_preempt  # the next exponential gap of running time
+                if run_left <= 0.0:
+                    break
+                x, rs = sample(index, table, slot[D_VCPU_LEN], rs)
+                t_end += x
         _record(counts, sums, H_CALL, t_end, ip)
         _record(counts, sums, H_WAIT_TAIL, t_end - s_l, ip)
 

@@ -171,6 +171,7 @@ def compile_model(params: Params) -> CompiledModel:
         fp[K.F_IRQ] = params.remote.irq_off.fraction / kept if kept > 0 else 0.0
         fp[K.F_IDLE] = params.remote.idle.fraction / kept if kept > 0 else 0.0
         fp[K.F_VCPU] = 0.0
+    fp[K.F_SENDER_PREEMPT] = params.ipi.sender_preempt_hz * 1e-9  # per ns of wait running time (9.39)
     single = w.call == "single"
     if single:  # docs/model.md 9.37: one target, uniform among the others; no lazy skip, no local run
         ip[K.I_MM_CPUS] = 1
