@@ -61,7 +61,7 @@ otherwise):
   preemptions of the sender's vCPU during its wait ``T₀ − S_L``, each one full
   ``remote.vcpu_preempted.length`` draw, are added to ``T`` (so to every ``P``/``H`` that is ``T``-based);
 - the re-entry spin is one draw per fan-out, with probability ``λ_sender · E[T − S_L] · 1e-9``,
-  of the equilibrium residual of the first pass's ``T − S_L`` (given here as a histogram, read as
+  of the equilibrium residual of the first pass's ``T − S_L`` (``T₀ − S_L``, without the host slices above; given here as a histogram, read as
   piecewise uniform inside its buckets), added to ``P`` (and ``H``) of the non-mainline policies
   when the context allows preemption (``cpus_read_lock``: only ``preemptible`` callers).
 """

@@ -222,3 +222,19 @@ def test_sender_vcpu_preemption_adds_poisson_slices_to_the_wait(tmp_path: Path) 
     assert "sender_preempt_hz" not in params.resolved["ipi"]
     assert "sender_preempt_hz" in build_zero_params(tmp_path, {"ipi.send_ns": SEND, **over}).resolved["ipi"]
     assert np.all(_samples(tmp_path, 200, **{**over, "ipi.sender_preempt_hz": 0})[:, K.S_T] == T0)
+
+
+def test_reentry_spin_leaves_the_host_slices_out(tmp_path: Path) -> None:
+    # the csds stay locked for T0 − S_L (the targets' unlocks), not for the sender's host slices:
+    # the pilot's E[T − S_L] that sets ρ_w is the constant wait W although many T carry slices
+    over = {**SINGLE, "workload.call": "generic", "workload.mm_cpus": 1, "policy.reentry": "bound",
+            "workload.rate_hz": 100_000, "ipi.sender_preempt_hz": 1e6, "remote.vcpu_preempted.length": 10_000,
+            "policies": FOUR, "kernel.preemption": "full", "workload.caller.preemptible": 1.0,
+            "workload.caller.preempt_disabled": 0.0}  # fmt: skip
+    params = build_zero_params(tmp_path, {"samples": 4000, "ipi.send_ns": SEND, **over})
+    res = run_point(params, threads=1, keep_samples=True)
+    assert res.samples is not None
+    wait = res.samples[:, K.S_T] - res.samples[:, K.S_SL]
+    w0 = wait.min()
+    assert np.all((wait - w0) % 10_000 == 0) and (wait > w0).mean() > 0.2
+    assert np.isclose(res.wait_tail_mean, w0, rtol=1e-12)

@@ -699,6 +699,7 @@ def run_chunk(
             wait_counts[bucket(v, shift, base, overflow)] += 1
             wait_sum += v
         t_end = o
+        csd_locked = t_end - s_l  # what a re-entering call can spin on: the slices below do not hold the csds
         if sender_preempt > 0.0:  # 9.39: host preemptions of the sender's vCPU, Poisson in the wait's running time
             run_left = t_end - s_l
             while True:
@@ -709,7 +710,7 @@ def run_chunk(
                 x, rs = sample(index, table, slot[D_VCPU_LEN], rs)
                 t_end += x
         _record(counts, sums, H_CALL, t_end, ip)
-        _record(counts, sums, H_WAIT_TAIL, t_end - s_l, ip)
+        _record(counts, sums, H_WAIT_TAIL, csd_locked, ip)
 
         # ---- §3 policies on the same timeline ---------------------------------------------------
         u, rs = uniform(rs)
