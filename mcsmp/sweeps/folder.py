@@ -16,7 +16,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -41,6 +41,8 @@ from ..sim.scheduler import SHARD_SET_CHUNKS, parse_shard, shard_chunks
 from .render import RenderReport, render_dir
 
 __all__ = ["SweepRun", "merge", "points_hash", "report", "sweep", "sweep_hash"]
+
+R = TypeVar("R")
 
 
 def _now() -> str:
@@ -378,19 +380,30 @@ def merge(dirs: Sequence[str | Path], out: str | Path, *, force: bool = False, p
             ],
             "points": [{**e, "chunks": len(merged[e["id"]].chunk_fanouts)} for e in entries],
         }  # fmt: skip
-        lock.reserve(_reserve_bytes(meta))
-        try:
-            write_meta(outdir, meta)
+
+        def save() -> None:
             for e in entries:
                 save_hist(hist_path(outdir, e["id"]), merged[e["id"]], _base_dir(metas, e["id"]))
-            rendered = render_dir(outdir, plots=plots)
-        except BaseException as exc:
-            meta.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", finished=_now())
-            _write_meta_last(outdir, meta, lock)
-            raise
-        meta.update(status="complete", finished=_now())
+
+        return write_merged(outdir, meta, lock, save, lambda: render_dir(outdir, plots=plots))
+
+
+def write_merged(outdir: Path, meta: dict[str, Any], lock: FolderLock, save: Callable[[], None],
+                 render: Callable[[], R]) -> R:  # fmt: skip
+    """A merge's writes (either engine's): ``meta.json`` as merging, the merged files, the rendering,
+    then complete; a failure or Ctrl-C is recorded before it propagates, on a full disk too."""
+    lock.reserve(_reserve_bytes(meta))
+    try:
         write_meta(outdir, meta)
-        return rendered
+        save()
+        rendered = render()
+    except BaseException as exc:
+        meta.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", finished=_now())
+        _write_meta_last(outdir, meta, lock)
+        raise
+    meta.update(status="complete", finished=_now())
+    write_meta(outdir, meta)
+    return rendered
 
 
 def _reserve_bytes(meta: dict[str, Any]) -> int:

@@ -63,6 +63,7 @@ from .folder import (
     _write_meta_last,
     default_outdir,
     run_history,
+    write_merged,
 )
 from .render import HGRM_DIR, PLOTS_DIR, _remove_stale
 
@@ -437,19 +438,13 @@ def merge_system(dirs: Sequence[str | Path], out: str | Path, *, force: bool = F
                              "version": m.get("version")} for d, m in metas],
             "points": [{**e, "units": len(merged[e["id"]][1])} for e in entries],
         }  # fmt: skip
-        lock.reserve(_reserve_bytes(meta))
-        try:
-            write_meta(outdir, meta)
+
+        def save() -> None:
             for e in entries:
                 params, units, base = merged[e["id"]]
                 save_reps(reps_path(outdir, e["id"]), params, units, base)
-            rendered = render_system_dir(outdir, plots=plots)
-        except BaseException as exc:
-            meta.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", finished=_now())
-            _write_meta_last(outdir, meta, lock)
-            raise
-        meta.update(status="complete", finished=_now())
-        write_meta(outdir, meta)
+
+        rendered = write_merged(outdir, meta, lock, save, lambda: render_system_dir(outdir, plots=plots))
         return rendered
 
 
